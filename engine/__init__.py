@@ -1,0 +1,32 @@
+"""The classifyd engine: admission, tokenization, scheduling and the model worker.
+
+No Starlette and no wire structs here; torch is touched only inside the worker thread.
+"""
+
+from engine.config import EngineConfig
+from engine.engine import ClassifyOptions, ClassifyResult, Engine
+from engine.errors import (
+    EngineError,
+    EngineUnavailable,
+    InferenceError,
+    InputTooLong,
+    InvalidInput,
+    ModelLoadError,
+    Overloaded,
+)
+from engine.runner import ModelInfo
+
+__all__ = [
+    "ClassifyOptions",
+    "ClassifyResult",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "EngineUnavailable",
+    "InferenceError",
+    "InputTooLong",
+    "InvalidInput",
+    "ModelInfo",
+    "ModelLoadError",
+    "Overloaded",
+]

@@ -1,0 +1,56 @@
+"""EngineConfig: every knob of the engine, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def default_num_threads() -> int:
+    # Leave the event loop (HTTP parsing, tokenizing, JSON) a core when there is more than one.
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str
+    served_model_names: tuple[str, ...] = ()
+    device: str = "auto"
+    dtype: Dtype = "auto"
+    # Padded tokens per forward: len(batch) × longest prompt in it.
+    max_batch_tokens: int = 16384
+    max_num_seqs: int = 256
+    # None: the model's own limit (position embeddings / tokenizer).
+    max_model_len: int | None = None
+    # Sequences admitted and not yet answered; over it a request is refused at once (429).
+    max_concurrent_requests: int = 1024
+    # Batches handed to the worker at once: one running, one prepared (TEI's prefetch).
+    max_inflight_batches: int = 2
+    tokenizer_workers: int = 1
+    num_threads: int = field(default_factory=default_num_threads)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_batch_tokens": self.max_batch_tokens,
+            "max_num_seqs": self.max_num_seqs,
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "max_inflight_batches": self.max_inflight_batches,
+            "tokenizer_workers": self.tokenizer_workers,
+            "num_threads": self.num_threads,
+        }
+        for name, value in checks.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names clients may send as `model`; the first is the one responses carry."""
+        return self.served_model_names or (self.model,)

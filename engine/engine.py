@@ -1,0 +1,248 @@
+"""Engine: admission, tokenization and the futures a request waits on.
+
+    async with Engine(config) as engine:
+        result = await engine.classify(["great movie", "dull"], ClassifyOptions())
+
+The engine speaks in prompts and logits; the HTTP layer maps them to the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from engine.config import EngineConfig
+from engine.entry import Entry
+from engine.errors import EngineUnavailable, InputTooLong, InvalidInput, Overloaded
+from engine.metrics import EngineMetrics
+from engine.runner import ModelInfo, ModelRunner, TransformersRunner
+from engine.scheduler import Scheduler
+from engine.tokenizer import Tokenizer
+from engine.worker import Worker
+
+logger = logging.getLogger("classifyd.engine")
+
+Prompts = Sequence[str] | Sequence[Sequence[int]]
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    # Keep at most this many tokens (-1: the model's maximum length); None: no truncation.
+    truncate_prompt_tokens: int | None = None
+    truncation_side: Literal["left", "right"] | None = None
+    add_special_tokens: bool = True
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    logits: list[list[float]]
+    prompt_tokens: list[int]
+    tokenize_s: float
+    queue_s: float
+    inference_s: float
+    total_s: float
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        runner_factory: Callable[[EngineConfig], ModelRunner] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = EngineMetrics(config.names[0])
+        self._runner_factory = runner_factory or TransformersRunner
+        self._tokenizer: Tokenizer | None = None
+        self._worker: Worker | None = None
+        self._scheduler = Scheduler(config, self.metrics)
+        self._info: ModelInfo | None = None
+        self._max_model_len = 0
+        self._admitted = 0
+        self._accepting = False
+        self.metrics.bind(
+            waiting=lambda: len(self._scheduler.waiting),
+            waiting_tokens=lambda: self._scheduler.waiting.tokens,
+            running=lambda: self._scheduler.running,
+            admitted=lambda: self._admitted,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        self._tokenizer = await asyncio.to_thread(Tokenizer, cfg.model, cfg.tokenizer_workers)
+        self._worker = Worker(lambda: self._runner_factory(cfg), loop, self._scheduler.complete)
+        self._info = await asyncio.wrap_future(self._worker.start())
+        self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
+        self._scheduler.start(self._worker)
+        self._accepting = True
+        logger.info(
+            "engine ready: %s (%s, %s on %s), max_model_len=%d, labels=%s",
+            cfg.model, self._info.architecture, self._info.dtype, self._info.device,
+            self._max_model_len, list(self._info.labels),
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        self._accepting = False
+        await self._scheduler.stop()
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.stop, 30.0)
+        if self._tokenizer is not None:
+            self._tokenizer.close()
+
+    def _resolve_max_model_len(self, info: ModelInfo, tokenizer: Tokenizer) -> int:
+        limits = [x for x in (info.max_position_len, tokenizer.model_max_length) if x]
+        model_limit = min(limits) if limits else None
+        asked = self.config.max_model_len
+        if asked is not None:
+            if model_limit is not None and asked > model_limit:
+                raise ValueError(
+                    f"max_model_len {asked} is more than the model's limit of {model_limit}"
+                )
+            if asked > self.config.max_batch_tokens:
+                raise ValueError(
+                    f"max_model_len {asked} is more than max_batch_tokens "
+                    f"{self.config.max_batch_tokens}; one prompt must fit in a batch"
+                )
+            return asked
+        # Without an explicit limit, a prompt may be as long as the model allows, within
+        # one batch's budget.
+        return min(model_limit or self.config.max_batch_tokens, self.config.max_batch_tokens)
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._accepting and self._worker is not None and self._worker.alive
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise EngineUnavailable("The engine has not started.")
+        return self._info
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
+        """Classify texts (or token id lists); one logits row per prompt, in order."""
+        if not self.ready:
+            self.metrics.rejected.labels("unavailable").inc()
+            raise EngineUnavailable("The engine is not ready.")
+        count = len(prompts)
+        limit = self.config.max_concurrent_requests
+        # Try-acquire only: a full server answers at once instead of queueing unboundedly.
+        if self._admitted + count > limit:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise Overloaded(count, self._admitted, limit)
+        self._admitted += count
+        try:
+            return await self._classify(prompts, options)
+        finally:
+            self._admitted -= count
+
+    async def _classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
+        start = time.perf_counter()
+        ids = await self._encode(prompts, options)
+        tokenized = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        entries = [Entry(row, loop.create_future(), options.priority) for row in ids]
+        self._scheduler.enqueue(entries)
+        try:
+            logits = await asyncio.gather(*(e.future for e in entries))
+        except BaseException:
+            # One prompt failed or the caller gave up: the rest must not reach the model.
+            for entry in entries:
+                entry.future.cancel()
+            raise
+        end = time.perf_counter()
+        lengths = [e.length for e in entries]
+        queue_s = max(e.started_at - e.enqueued_at for e in entries)
+        inference_s = max(e.finished_at - e.started_at for e in entries)
+        result = ClassifyResult(
+            logits=list(logits),
+            prompt_tokens=lengths,
+            tokenize_s=tokenized - start,
+            queue_s=queue_s,
+            inference_s=inference_s,
+            total_s=end - start,
+        )
+        self.metrics.observe_request(
+            lengths, result.tokenize_s, queue_s, inference_s, result.total_s
+        )
+        return result
+
+    async def _encode(self, prompts: Prompts, options: ClassifyOptions) -> list[list[int]]:
+        assert self._tokenizer is not None
+        limit = self._max_model_len
+        keep = options.truncate_prompt_tokens
+        if keep is not None:
+            if keep == -1:
+                keep = limit
+            elif keep > limit:
+                raise InvalidInput(
+                    f"truncate_prompt_tokens ({keep}) is more than the model's maximum length "
+                    f"({limit}).",
+                    param="truncate_prompt_tokens",
+                )
+            elif keep < 1:
+                raise InvalidInput(
+                    "truncate_prompt_tokens must be -1 or at least 1.",
+                    param="truncate_prompt_tokens",
+                )
+        if prompts and isinstance(prompts[0], str):
+            texts = [str(p) for p in prompts]
+            encoded = await self._tokenizer.encode(
+                texts,
+                add_special_tokens=options.add_special_tokens,
+                max_length=keep,
+                side=options.truncation_side,
+            )
+            ids = encoded.ids
+        else:
+            ids = [self._check_ids(i, list(row)) for i, row in enumerate(prompts)]  # type: ignore[arg-type]
+            if keep is not None:
+                side = options.truncation_side or self._tokenizer.default_side
+                ids = [row if len(row) <= keep else _truncate(row, keep, side) for row in ids]
+        for index, row in enumerate(ids):
+            if len(row) > limit:
+                raise InputTooLong(index, len(row), limit)
+            if not row:
+                raise InvalidInput(f"Input {index} has no tokens.", param=f"input[{index}]")
+        return ids
+
+    def _check_ids(self, index: int, row: list[int]) -> list[int]:
+        vocab = self.info.vocab_size
+        for token in row:
+            if not 0 <= token < vocab:
+                raise InvalidInput(
+                    f"Input {index} has token id {token}, outside the vocabulary [0, {vocab}).",
+                    param=f"input[{index}]",
+                )
+        return row
+
+
+def _truncate(row: list[int], keep: int, side: str) -> list[int]:
+    return row[-keep:] if side == "left" else row[:keep]

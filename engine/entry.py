@@ -1,0 +1,28 @@
+"""Entry: one prompt waiting for, or inside, a forward pass."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+
+@dataclass(eq=False, slots=True)
+class Entry:
+    ids: list[int]
+    future: asyncio.Future[list[float]]
+    priority: int = 0
+    # Arrival order, set by the scheduler; ties in priority run in this order.
+    seq: int = 0
+    type_ids: list[int] | None = None
+    enqueued_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    @property
+    def cancelled(self) -> bool:
+        # The request gave up on this prompt (client gone, or a sibling prompt failed).
+        return self.future.done()

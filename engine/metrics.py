@@ -1,0 +1,134 @@
+"""Prometheus figures of one engine, in a registry of its own (several engines, one process).
+
+Queue depth and running counts are read at scrape time through callbacks, so the hot path
+pays nothing for them. vLLM's names are exported too, so dashboards and autoscalers built for
+vLLM work unchanged; there a "request" is one sequence, since that is what queues and runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
+)  # fmt: skip
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+
+class EngineMetrics:
+    def __init__(self, model_name: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.model_name = model_name
+        self.waiting = Gauge(
+            "classifyd_queue_waiting_sequences", "Prompts waiting for a batch.", registry=r
+        )
+        self.waiting_tokens = Gauge(
+            "classifyd_queue_waiting_tokens", "Tokens of the prompts waiting.", registry=r
+        )
+        self.running = Gauge(
+            "classifyd_running_sequences", "Prompts in batches handed to the worker.", registry=r
+        )
+        self.admitted = Gauge(
+            "classifyd_admitted_sequences",
+            "Prompts admitted and not yet answered (admission permits taken).",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "classifyd_batch_size", "Prompts per forward.", buckets=_SIZE_BUCKETS, registry=r
+        )
+        self.batch_real_tokens = Histogram(
+            "classifyd_batch_real_tokens",
+            "Real (unpadded) tokens per forward.",
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.batch_padded_tokens = Histogram(
+            "classifyd_batch_padded_tokens",
+            "Padded tokens per forward: prompts × longest prompt.",
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.phase_seconds = Histogram(
+            "classifyd_request_phase_seconds",
+            "Request latency by phase: tokenize, queue, inference, total.",
+            ["phase"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "classifyd_requests", "Requests answered, by outcome and HTTP status.",
+            ["outcome", "status"], registry=r,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "classifyd_rejected_requests", "Requests refused, by reason.", ["reason"], registry=r
+        )
+        self.failed_batches = Counter(
+            "classifyd_failed_batches", "Forwards that raised.", registry=r
+        )
+        self.input_tokens = Histogram(
+            "classifyd_input_tokens", "Tokens per prompt.", buckets=_TOKEN_BUCKETS, registry=r
+        )
+        labels = ["model_name"]
+        self.vllm_running = Gauge(
+            "vllm:num_requests_running", "Sequences running (vLLM name).", labels, registry=r
+        )
+        self.vllm_waiting = Gauge(
+            "vllm:num_requests_waiting", "Sequences waiting (vLLM name).", labels, registry=r
+        )
+        self.vllm_e2e = Histogram(
+            "vllm:e2e_request_latency_seconds", "End-to-end request latency (vLLM name).",
+            labels, buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.vllm_queue = Histogram(
+            "vllm:request_queue_time_seconds", "Time in the waiting queue (vLLM name).",
+            labels, buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.vllm_prompt_tokens = Counter(
+            "vllm:prompt_tokens", "Prompt tokens processed (vLLM name).", labels, registry=r
+        )
+        self.vllm_success = Counter(
+            "vllm:request_success", "Requests answered successfully (vLLM name).",
+            ["model_name", "finished_reason"], registry=r,
+        )  # fmt: skip
+        self._phases = {
+            p: self.phase_seconds.labels(p) for p in ("tokenize", "queue", "inference", "total")
+        }
+
+    def bind(
+        self,
+        waiting: Callable[[], float],
+        waiting_tokens: Callable[[], float],
+        running: Callable[[], float],
+        admitted: Callable[[], float],
+    ) -> None:
+        """Read the live figures at scrape time."""
+        self.waiting.set_function(waiting)
+        self.waiting_tokens.set_function(waiting_tokens)
+        self.running.set_function(running)
+        self.admitted.set_function(admitted)
+        self.vllm_waiting.labels(self.model_name).set_function(waiting)
+        self.vllm_running.labels(self.model_name).set_function(running)
+
+    def observe_batch(self, size: int, real_tokens: int, padded_tokens: int) -> None:
+        self.batch_size.observe(size)
+        self.batch_real_tokens.observe(real_tokens)
+        self.batch_padded_tokens.observe(padded_tokens)
+
+    def observe_request(
+        self, lengths: list[int], tokenize: float, queue: float, inference: float, total: float
+    ) -> None:
+        for length in lengths:
+            self.input_tokens.observe(length)
+        self._phases["tokenize"].observe(tokenize)
+        self._phases["queue"].observe(queue)
+        self._phases["inference"].observe(inference)
+        self._phases["total"].observe(total)
+        self.vllm_e2e.labels(self.model_name).observe(total)
+        self.vllm_queue.labels(self.model_name).observe(queue)
+        self.vllm_prompt_tokens.labels(self.model_name).inc(sum(lengths))
+        self.vllm_success.labels(self.model_name, "stop").inc()

@@ -1,0 +1,230 @@
+"""ModelRunner: the only code that touches torch and the model, run on the worker thread.
+
+`TransformersRunner` loads any `AutoModelForSequenceClassification` directory. On CUDA it
+stages each batch in pinned host memory, copies it on a side stream, runs the forward on a
+compute stream and copies the logits back without a host sync, so the worker can prepare the
+next batch while this one runs; `finish()` is the only place that waits (on an event).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.config import EngineConfig
+from engine.errors import ModelLoadError
+
+logger = logging.getLogger("classifyd.runner")
+
+# Encoders whose position ids start after the padding index (RoBERTa's 514 → 512 usable).
+_OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the rest of the server needs to know about the loaded model."""
+
+    labels: tuple[str, ...]
+    problem_type: str | None
+    # The model's own limit from its position embeddings; None when it has none (e.g. ALiBi).
+    max_position_len: int | None
+    vocab_size: int
+    dtype: str
+    device: str
+    model_type: str
+    architecture: str
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+class ModelRunner(Protocol):
+    """What the worker needs from a model. Every method runs on the worker thread."""
+
+    # True when launch() returns before the device has finished (CUDA); the worker then
+    # prepares the next batch before it waits on finish().
+    is_async: bool
+
+    def load(self) -> ModelInfo: ...
+
+    def launch(
+        self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
+    ) -> Any: ...
+
+    def finish(self, launched: Any) -> list[list[float]]: ...
+
+    def close(self) -> None: ...
+
+
+def _max_position_len(config: Any) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            if config.model_type in _OFFSET_POSITION_MODELS:
+                value -= (config.pad_token_id or 0) + 1
+            return value
+    return None
+
+
+def _labels(config: Any) -> tuple[str, ...]:
+    id2label = getattr(config, "id2label", None) or {}
+    count = int(getattr(config, "num_labels", len(id2label)) or len(id2label))
+    return tuple(str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(count))
+
+
+class TransformersRunner:
+    """A Hugging Face sequence classifier, loaded from a local directory."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._config = config
+        self.is_async = False
+        self._model: Any = None
+        self._device: Any = None
+        self._pad_id = 0
+        self._takes_type_ids = False
+        self._streams: tuple[Any, Any] | None = None
+
+    def load(self) -> ModelInfo:
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        device = self._resolve_device(torch)
+        dtype = self._resolve_dtype(torch, device)
+        if device.type == "cpu":
+            torch.set_num_threads(self._config.num_threads)
+        try:
+            hf_config = AutoConfig.from_pretrained(self._config.model)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"Cannot load a model config from {self._config.model!r}: {_first_line(exc)}"
+            ) from exc
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self._config.model, config=hf_config, dtype=dtype
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"Cannot load {self._config.model!r} as a sequence classifier: {_first_line(exc)}"
+            ) from exc
+        model.eval()
+        model.to(device)
+        # Decoder heads find each row's last real token by pad_token_id; models shipped
+        # without one pad with their end token, as vLLM and the HF docs do.
+        if model.config.pad_token_id is None:
+            eos = model.config.eos_token_id
+            model.config.pad_token_id = eos[0] if isinstance(eos, list) else eos
+        self._pad_id = int(model.config.pad_token_id or 0)
+        self._takes_type_ids = "token_type_ids" in inspect.signature(model.forward).parameters
+        self._model = model
+        self._device = device
+        if device.type == "cuda":
+            self.is_async = True
+            self._streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+        info = ModelInfo(
+            labels=_labels(model.config),
+            problem_type=getattr(model.config, "problem_type", None),
+            max_position_len=_max_position_len(model.config),
+            vocab_size=int(model.get_input_embeddings().num_embeddings),
+            dtype=str(dtype).removeprefix("torch."),
+            device=str(device),
+            model_type=str(model.config.model_type),
+            architecture=type(model).__name__,
+        )
+        self._warm_up(info)
+        return info
+
+    def launch(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> Any:
+        import torch
+
+        width = max(len(row) for row in ids)
+        pad = self._pad_id
+        # Right padding: exact for absolute-position encoders and rotary decoders alike
+        # (see MODELS.md); the decoder heads pick the last real token by pad_token_id.
+        input_ids = torch.tensor([[*row, *([pad] * (width - len(row)))] for row in ids])
+        lengths = torch.tensor([len(row) for row in ids])
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).to(torch.long)
+        host: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+        if type_ids is not None and self._takes_type_ids:
+            host["token_type_ids"] = torch.tensor(
+                [[*row, *([0] * (width - len(row)))] for row in type_ids]
+            )
+        with torch.inference_mode():
+            if self._streams is None:
+                return self._model(**host).logits.float()
+            return self._launch_cuda(torch, host)
+
+    def finish(self, launched: Any) -> list[list[float]]:
+        if self._streams is None:
+            rows: list[list[float]] = launched.tolist()
+            return rows
+        logits, done = launched
+        done.synchronize()
+        result: list[list[float]] = logits.tolist()
+        return result
+
+    def close(self) -> None:
+        self._model = None
+
+    def _launch_cuda(self, torch: Any, host: dict[str, Any]) -> Any:
+        assert self._streams is not None
+        copy_stream, compute_stream = self._streams
+        with torch.cuda.stream(copy_stream):
+            device_inputs = {
+                k: v.pin_memory().to(self._device, non_blocking=True) for k, v in host.items()
+            }
+            copied = torch.cuda.Event()
+            copied.record(copy_stream)
+        with torch.cuda.stream(compute_stream):
+            compute_stream.wait_event(copied)
+            for tensor in device_inputs.values():
+                # The copy stream allocated these; tell the allocator the compute stream uses them.
+                tensor.record_stream(compute_stream)
+            logits = self._model(**device_inputs).logits.float()
+            out = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
+            out.copy_(logits, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(compute_stream)
+        return out, done
+
+    def _warm_up(self, info: ModelInfo) -> None:
+        # On a GPU a full-budget batch makes an out-of-memory fail the boot, not a request.
+        # On CPU one short batch is enough to initialise kernels and thread pools.
+        cfg = self._config
+        if self._device.type == "cuda":
+            width = min(cfg.max_batch_tokens, cfg.max_model_len or info.max_position_len or 512)
+            rows = max(1, min(cfg.max_num_seqs, cfg.max_batch_tokens // width))
+        else:
+            width, rows = 8, 2
+        ids = [[self._pad_id + 1 if self._pad_id + 1 < info.vocab_size else 0] * width] * rows
+        self.finish(self.launch(ids, None))
+
+    def _resolve_device(self, torch: Any) -> Any:
+        name = self._config.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(name)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"Unknown device {name!r}: {_first_line(exc)}") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError(f"Device {name!r} was asked for, but CUDA is not available.")
+        return device
+
+    def _resolve_dtype(self, torch: Any, device: Any) -> Any:
+        name = self._config.dtype
+        if name == "auto":
+            if device.type != "cuda":
+                return torch.float32
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if name == "float16" and device.type == "cpu":
+            raise ModelLoadError("float16 is not supported on CPU; use float32 or bfloat16.")
+        return getattr(torch, name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

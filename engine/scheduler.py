@@ -1,0 +1,94 @@
+"""The scheduler: the one task that owns the waiting queue and feeds the worker.
+
+It takes a batch whenever the worker has a free slot and something waits, so batches form
+from whatever queued up while the previous batch ran: no timer, no fixed window. Every
+method runs on the event loop thread; nothing else touches the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from engine.batching import WaitingQueue, take_batch
+from engine.config import EngineConfig
+from engine.entry import Entry
+from engine.errors import EngineUnavailable, InferenceError
+from engine.metrics import EngineMetrics
+from engine.worker import Outcome, Worker
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, metrics: EngineMetrics) -> None:
+        self._config = config
+        self._metrics = metrics
+        self.waiting = WaitingQueue()
+        self.running = 0
+        self._inflight_batches = 0
+        self._wake = asyncio.Event()
+        self._worker: Worker | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, worker: Worker) -> None:
+        self._worker = worker
+        self._task = asyncio.create_task(self._run(), name="classifyd-scheduler")
+
+    def enqueue(self, entries: list[Entry]) -> None:
+        now = time.perf_counter()
+        for entry in entries:
+            entry.enqueued_at = now
+            self.waiting.push(entry)
+        self._wake.set()
+
+    def complete(self, batch: list[Entry], outcome: Outcome) -> None:
+        """Called on the loop (via call_soon_threadsafe) when the worker is done with a batch."""
+        self._inflight_batches -= 1
+        self.running -= len(batch)
+        now = time.perf_counter()
+        if isinstance(outcome, BaseException):
+            self._metrics.failed_batches.inc()
+            error = InferenceError(f"The model failed on this input's batch: {outcome}")
+            for entry in batch:
+                entry.finished_at = now
+                if not entry.future.done():
+                    entry.future.set_exception(error)
+        else:
+            for entry, row in zip(batch, outcome, strict=True):
+                entry.finished_at = now
+                if not entry.future.done():
+                    entry.future.set_result(row)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop taking batches and fail whatever still waits."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        error = EngineUnavailable("The server is shutting down.")
+        for entry in self.waiting.drain():
+            if not entry.future.done():
+                entry.future.set_exception(error)
+
+    async def _run(self) -> None:
+        cfg = self._config
+        assert self._worker is not None
+        while True:
+            if not self.waiting or self._inflight_batches >= cfg.max_inflight_batches:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = take_batch(self.waiting, cfg.max_batch_tokens, cfg.max_num_seqs)
+            if not batch:
+                continue
+            now = time.perf_counter()
+            real = 0
+            for entry in batch:
+                entry.started_at = now
+                real += entry.length
+            self._metrics.observe_batch(len(batch), real, len(batch) * max(e.length for e in batch))
+            self._inflight_batches += 1
+            self.running += len(batch)
+            self._worker.submit(batch)

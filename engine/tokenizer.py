@@ -1,0 +1,94 @@
+"""Tokenization off the event loop: one fast-tokenizer call per request, on a thread pool.
+
+Each pool thread owns its own copies of the tokenizer (one per truncation side), because the
+Hugging Face wrapper sets truncation state on the shared Rust object before every call, which
+races when two threads tokenize with different limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.errors import ModelLoadError
+
+Side = Literal["left", "right"]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[list[int]]
+    # Segment ids, only for text pairs (single texts let the model use its all-zero default).
+    type_ids: list[list[int]] | None = None
+
+
+class Tokenizer:
+    def __init__(self, path: str, workers: int) -> None:
+        from transformers import AutoTokenizer
+
+        try:
+            base = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"Cannot load a tokenizer from {path!r}: {exc}") from exc
+        if not getattr(base, "is_fast", False):
+            raise ModelLoadError(
+                f"The tokenizer in {path!r} has no fast (Rust) version; classifyd needs one "
+                "(a tokenizer.json file)."
+            )
+        self._base: Any = base
+        self.default_side: Side = "left" if base.truncation_side == "left" else "right"
+        self.model_max_length: int | None = (
+            int(base.model_max_length) if base.model_max_length < 1_000_000 else None
+        )
+        self._local = threading.local()
+        # The pool's threads start lazily; this lock guards the deep copies they make.
+        self._copy_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="classifyd-tokenizer",
+            initializer=self._init_thread,
+        )
+
+    def _init_thread(self) -> None:
+        with self._copy_lock:
+            tokenizers: dict[str, Any] = {}
+            for side in ("left", "right"):
+                tok = copy.deepcopy(self._base)
+                tok.truncation_side = side
+                tokenizers[side] = tok
+        self._local.by_side = tokenizers
+
+    async def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        add_special_tokens: bool,
+        max_length: int | None,
+        side: Side | None,
+    ) -> Encoded:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._encode, list(texts), add_special_tokens, max_length, side
+        )
+
+    def _encode(
+        self, texts: list[str], add_special_tokens: bool, max_length: int | None, side: Side | None
+    ) -> Encoded:
+        tok = self._local.by_side[side or self.default_side]
+        out = tok(
+            texts,
+            add_special_tokens=add_special_tokens,
+            truncation=max_length is not None,
+            max_length=max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return Encoded(ids=out["input_ids"])
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,1 @@
+"""Wire structs of classifyd: msgspec only, no torch, no Starlette."""

@@ -1,0 +1,50 @@
+"""Shared msgspec encoder and decoders: built once, reused by every request."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from protocol.classify import ClassifyRequest
+
+T = TypeVar("T")
+
+encoder = msgspec.json.Encoder()
+classify_decoder = msgspec.json.Decoder(ClassifyRequest)
+
+
+class RequestDecodeError(ValueError):
+    """A body that is not JSON or does not match the struct; `param` is the field path."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def _param_from(message: str) -> str | None:
+    # msgspec ends validation messages with "- at `$.field[0]`"; report that path as the param.
+    marker = "at `$."
+    at = message.rfind(marker)
+    if at == -1:
+        return None
+    path = message[at + len(marker) :].rstrip("`")
+    return path or None
+
+
+def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode `body` or raise RequestDecodeError with a message that names the field path."""
+    if not body.strip():
+        raise RequestDecodeError("The request body is empty; expected a JSON object.", None)
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        raise RequestDecodeError(f"Invalid request: {text}", _param_from(text)) from exc
+    except msgspec.DecodeError as exc:
+        raise RequestDecodeError(f"The request body is not valid JSON: {exc}", None) from exc
+
+
+def encode(obj: Any) -> bytes:
+    return encoder.encode(obj)

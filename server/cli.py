@@ -1,0 +1,143 @@
+"""`classifyd serve | build-default`: flags, each also settable as a CLASSIFYD_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from engine import EngineConfig, ModelLoadError
+from engine.config import default_num_threads
+
+
+def _env(name: str) -> str:
+    return "CLASSIFYD_" + name.upper().replace("-", "_")
+
+
+def _add(
+    parser: argparse.ArgumentParser,
+    name: str,
+    help_text: str,
+    default: Any = None,
+    type_: Callable[[str], Any] = str,
+    **kwargs: Any,
+) -> None:
+    """Add --name, defaulting to $CLASSIFYD_NAME, then `default`; --help shows both."""
+    env = _env(name)
+    raw = os.environ.get(env)
+    value = default
+    if raw is not None:
+        value = raw.split(",") if kwargs.get("nargs") == "+" else type_(raw)
+    shown = "none" if default is None else default
+    parser.add_argument(
+        f"--{name}",
+        default=value,
+        type=type_,
+        help=f"{help_text} (default: {shown}; env {env})",
+        **kwargs,
+    )
+
+
+def _serve_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve a sequence-classification model over HTTP",
+        description="Serve a Hugging Face sequence-classification model with the vLLM "
+        "(/classify) and SGLang (/v1/classify) APIs.",
+    )
+    _add(p, "model", "local model directory (config.json, weights, tokenizer)")
+    _add(
+        p,
+        "served-model-name",
+        "names clients may send as `model`; the first is echoed in responses "
+        "(default: the --model value)",
+        nargs="+",
+    )
+    _add(p, "host", "address to listen on", "127.0.0.1")
+    _add(p, "port", "port to listen on", 8000, int)
+    _add(p, "device", "auto, cpu, cuda or cuda:N; auto picks CUDA when present", "auto")
+    _add(
+        p,
+        "dtype",
+        "weights and compute dtype; auto is bfloat16 (or float16) on a GPU, float32 on CPU",
+        "auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+    )
+    _add(p, "max-batch-tokens", "padded tokens per forward (prompts × longest)", 16384, int)
+    _add(p, "max-num-seqs", "prompts per forward", 256, int)
+    _add(
+        p,
+        "max-model-len",
+        "longest prompt in tokens; longer ones are refused unless truncated "
+        "(default: the model's limit)",
+        None,
+        int,
+    )
+    _add(
+        p,
+        "max-concurrent-requests",
+        "prompts admitted and not yet answered; more get 429 at once",
+        1024,
+        int,
+    )
+    _add(p, "num-threads", "torch CPU threads", default_num_threads(), int)
+    _add(p, "tokenizer-workers", "tokenizer threads", 1, int)
+    _add(p, "log-level", "logging level", "info", choices=["debug", "info", "warning", "error"])
+
+
+def _engine_config(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(
+        model=args.model,
+        served_model_names=tuple(args.served_model_name or ()),
+        device=args.device,
+        dtype=args.dtype,
+        max_batch_tokens=args.max_batch_tokens,
+        max_num_seqs=args.max_num_seqs,
+        max_model_len=args.max_model_len,
+        max_concurrent_requests=args.max_concurrent_requests,
+        num_threads=args.num_threads,
+        tokenizer_workers=args.tokenizer_workers,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.model is None:
+        print("classifyd serve: --model DIR is required", file=sys.stderr)
+        return 2
+    try:
+        config = _engine_config(args)
+    except ValueError as exc:
+        print(f"classifyd serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    except ModelLoadError as exc:
+        print(f"classifyd serve: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="classifyd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

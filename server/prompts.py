@@ -1,0 +1,78 @@
+"""From a decoded classify request to engine prompts and options, with 400s that name fields."""
+
+from __future__ import annotations
+
+from engine import ClassifyOptions
+from protocol.classify import ClassifyRequest
+from server.activation import Activation, default_activation
+from server.errors import bad_request
+
+_INPUT_SHAPES = (
+    "`input` must be a string, a list of strings, a list of token ids, or a list of lists "
+    "of token ids."
+)
+
+
+def prompts_of(req: ClassifyRequest) -> list[str] | list[list[int]]:
+    if req.messages is not None:
+        raise bad_request(
+            "`messages` (chat input) is not supported by this server yet; send `input`.",
+            "messages",
+        )
+    value = req.input
+    if value is None:
+        raise bad_request("`input` is required.", "input")
+    if isinstance(value, str):
+        if not value:
+            raise bad_request("`input` must not be an empty string.", "input")
+        return [value]
+    if not value:
+        raise bad_request("`input` must not be an empty list.", "input")
+    first = value[0]
+    if isinstance(first, str):
+        texts: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise bad_request(_INPUT_SHAPES, f"input[{i}]")
+            if not item:
+                raise bad_request(f"`input[{i}]` must not be an empty string.", f"input[{i}]")
+            texts.append(item)
+        return texts
+    if isinstance(first, int):
+        ids: list[int] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, int):
+                raise bad_request(_INPUT_SHAPES, f"input[{i}]")
+            ids.append(item)
+        return [ids]
+    rows: list[list[int]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, list):
+            raise bad_request(_INPUT_SHAPES, f"input[{i}]")
+        if not item:
+            raise bad_request(
+                f"`input[{i}]` must not be an empty list of token ids.", f"input[{i}]"
+            )
+        rows.append(item)
+    return rows
+
+
+def options_of(req: ClassifyRequest) -> ClassifyOptions:
+    return ClassifyOptions(
+        truncate_prompt_tokens=req.truncate_prompt_tokens,
+        truncation_side=req.truncation_side,
+        add_special_tokens=True if req.add_special_tokens is None else req.add_special_tokens,
+        priority=req.priority,
+    )
+
+
+def activation_of(req: ClassifyRequest, problem_type: str | None, num_labels: int) -> Activation:
+    if req.normalize is not None:
+        raise bad_request(
+            "`normalize` applies to embeddings; for classification use `use_activation`.",
+            "normalize",
+        )
+    use = req.use_activation if req.use_activation is not None else req.activation
+    if use is False:
+        return "none"
+    return default_activation(problem_type, num_labels)
