@@ -60,6 +60,8 @@ class Tokenizer:
             for side in ("left", "right"):
                 tok = copy.deepcopy(self._base)
                 tok.truncation_side = side
+                # The engine checks lengths itself; this silences the library's warning.
+                tok.model_max_length = 1 << 62
                 tokenizers[side] = tok
         self._local.by_side = tokenizers
 

@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from engine import EngineConfig, ModelLoadError
+from engine import EngineConfig
 from engine.config import default_num_threads
 
 
@@ -114,17 +115,18 @@ def serve(args: argparse.Namespace) -> int:
     if args.model is None:
         print("classifyd serve: --model DIR is required", file=sys.stderr)
         return 2
+    model = Path(args.model)
+    if not (model / "config.json").is_file():
+        # Caught here so the user reads one sentence, not a traceback from the lifespan.
+        what = "does not exist" if not model.exists() else "has no config.json"
+        print(f"classifyd serve: the model directory {args.model!r} {what}.", file=sys.stderr)
+        return 2
     try:
         config = _engine_config(args)
     except ValueError as exc:
         print(f"classifyd serve: {exc}", file=sys.stderr)
         return 2
-    app = create_app(config)
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    except ModelLoadError as exc:
-        print(f"classifyd serve: {exc.message}", file=sys.stderr)
-        return 1
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
