@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, cast
 
 from engine.config import EngineConfig
 from engine.entry import Entry
@@ -27,7 +27,8 @@ from engine.worker import Worker
 
 logger = logging.getLogger("classifyd.engine")
 
-Prompts = Sequence[str] | Sequence[Sequence[int]]
+# Texts, token id lists, or (text, text) pairs that the tokenizer encodes as pairs.
+Prompts = Sequence[str] | Sequence[Sequence[int]] | Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,14 @@ class Engine:
 
     async def _classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
         start = time.perf_counter()
-        ids = await self._encode(prompts, options)
+        ids, type_ids = await self._encode(prompts, options)
         tokenized = time.perf_counter()
         loop = asyncio.get_running_loop()
-        entries = [Entry(row, loop.create_future(), options.priority) for row in ids]
+        entries = [
+            Entry(row, loop.create_future(), options.priority,
+                  type_ids=None if type_ids is None else type_ids[i])
+            for i, row in enumerate(ids)
+        ]  # fmt: skip
         self._scheduler.enqueue(entries)
         try:
             logits = await asyncio.gather(*(e.future for e in entries))
@@ -194,7 +199,9 @@ class Engine:
         )
         return result
 
-    async def _encode(self, prompts: Prompts, options: ClassifyOptions) -> list[list[int]]:
+    async def _encode(
+        self, prompts: Prompts, options: ClassifyOptions
+    ) -> tuple[list[list[int]], list[list[int]] | None]:
         assert self._tokenizer is not None
         limit = self._max_model_len
         keep = options.truncate_prompt_tokens
@@ -212,15 +219,18 @@ class Engine:
                     "truncate_prompt_tokens must be -1 or at least 1.",
                     param="truncate_prompt_tokens",
                 )
-        if prompts and isinstance(prompts[0], str):
-            texts = [str(p) for p in prompts]
+        type_ids = None
+        if prompts and isinstance(prompts[0], str | tuple):
+            pairs = isinstance(prompts[0], tuple)
+            texts = cast("Sequence[str]", prompts)
             encoded = await self._tokenizer.encode(
-                texts,
+                [str(p[0]) for p in prompts] if pairs else texts,
+                [str(p[1]) for p in prompts] if pairs else None,
                 add_special_tokens=options.add_special_tokens,
                 max_length=keep,
                 side=options.truncation_side,
             )
-            ids = encoded.ids
+            ids, type_ids = encoded.ids, encoded.type_ids
         else:
             ids = [self._check_ids(i, list(row)) for i, row in enumerate(prompts)]  # type: ignore[arg-type]
             if keep is not None:
@@ -231,7 +241,34 @@ class Engine:
                 raise InputTooLong(index, len(row), limit)
             if not row:
                 raise InvalidInput(f"Input {index} has no tokens.", param=f"input[{index}]")
-        return ids
+        return ids, type_ids
+
+    async def render_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        """A chat conversation rendered to one prompt with the model's chat template."""
+        if add_generation_prompt and continue_final_message:
+            raise InvalidInput(
+                "add_generation_prompt and continue_final_message cannot both be true.",
+                param="continue_final_message",
+            )
+        assert self._tokenizer is not None
+        return await self._tokenizer.render_chat(
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            kwargs=chat_template_kwargs or {},
+        )
+
+    async def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        if self._tokenizer is None:
+            raise EngineUnavailable("The engine has not started.")
+        return await self._tokenizer.tokenize(text, add_special_tokens=add_special_tokens)
 
     def _check_ids(self, index: int, row: list[int]) -> list[int]:
         vocab = self.info.vocab_size

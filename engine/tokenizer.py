@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.errors import ModelLoadError
+from engine.errors import InvalidInput, ModelLoadError
 
 Side = Literal["left", "right"]
 
@@ -68,29 +68,96 @@ class Tokenizer:
     async def encode(
         self,
         texts: Sequence[str],
+        second: Sequence[str] | None = None,
         *,
         add_special_tokens: bool,
         max_length: int | None,
         side: Side | None,
     ) -> Encoded:
+        """Token ids of single texts, or of (texts[i], second[i]) encoded as pairs."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, self._encode, list(texts), add_special_tokens, max_length, side
+            self._pool,
+            self._encode,
+            list(texts),
+            None if second is None else list(second),
+            add_special_tokens,
+            max_length,
+            side,
         )
 
     def _encode(
-        self, texts: list[str], add_special_tokens: bool, max_length: int | None, side: Side | None
+        self,
+        texts: list[str],
+        second: list[str] | None,
+        add_special_tokens: bool,
+        max_length: int | None,
+        side: Side | None,
     ) -> Encoded:
         tok = self._local.by_side[side or self.default_side]
+        pairs = second is not None
         out = tok(
             texts,
+            second,
             add_special_tokens=add_special_tokens,
             truncation=max_length is not None,
             max_length=max_length,
             return_attention_mask=False,
-            return_token_type_ids=False,
+            # Segment ids matter only for pairs; single texts use the model's zero default.
+            return_token_type_ids=pairs,
         )
-        return Encoded(ids=out["input_ids"])
+        return Encoded(ids=out["input_ids"], type_ids=out["token_type_ids"] if pairs else None)
+
+    async def render_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        add_generation_prompt: bool,
+        continue_final_message: bool,
+        kwargs: dict[str, Any],
+    ) -> str:
+        """The conversation as text, through the tokenizer's own chat template."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool,
+            self._render_chat,
+            messages,
+            add_generation_prompt,
+            continue_final_message,
+            kwargs,
+        )
+
+    def _render_chat(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        continue_final_message: bool,
+        kwargs: dict[str, Any],
+    ) -> str:
+        tok = self._local.by_side[self.default_side]
+        if not getattr(tok, "chat_template", None):
+            raise InvalidInput(
+                "This model's tokenizer has no chat template; send `input` instead of `messages`.",
+                param="messages",
+            )
+        try:
+            text = tok.apply_chat_template(
+                messages,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final_message,
+                **kwargs,
+            )
+        except Exception as exc:  # jinja2 and the template itself raise anything
+            message = f"The chat template failed on `messages`: {exc}"
+            raise InvalidInput(message, param="messages") from exc
+        return str(text)
+
+    async def tokenize(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        encoded = await self.encode(
+            [text], add_special_tokens=add_special_tokens, max_length=None, side=None
+        )
+        return encoded.ids[0]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import ClassifyOptions
+from engine import ClassifyOptions, Engine
 from protocol.classify import ClassifyRequest
 from server.activation import Activation, default_activation
 from server.errors import bad_request
@@ -13,12 +13,19 @@ _INPUT_SHAPES = (
 )
 
 
-def prompts_of(req: ClassifyRequest) -> list[str] | list[list[int]]:
+async def prompts_of(req: ClassifyRequest, engine: Engine) -> list[str] | list[list[int]]:
     if req.messages is not None:
-        raise bad_request(
-            "`messages` (chat input) is not supported by this server yet; send `input`.",
-            "messages",
+        if req.input is not None:
+            raise bad_request("Send either `input` or `messages`, not both.", "messages")
+        if not req.messages:
+            raise bad_request("`messages` must not be an empty list.", "messages")
+        text = await engine.render_chat(
+            req.messages,
+            add_generation_prompt=req.add_generation_prompt,
+            continue_final_message=req.continue_final_message,
+            chat_template_kwargs=req.chat_template_kwargs,
         )
+        return [text]
     value = req.input
     if value is None:
         raise bad_request("`input` is required.", "input")
@@ -61,7 +68,10 @@ def options_of(req: ClassifyRequest) -> ClassifyOptions:
     return ClassifyOptions(
         truncate_prompt_tokens=req.truncate_prompt_tokens,
         truncation_side=req.truncation_side,
-        add_special_tokens=True if req.add_special_tokens is None else req.add_special_tokens,
+        # A rendered chat template already holds the special tokens it wants.
+        add_special_tokens=(
+            req.messages is None if req.add_special_tokens is None else req.add_special_tokens
+        ),
         priority=req.priority,
     )
 

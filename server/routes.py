@@ -64,7 +64,7 @@ async def _classify(state: AppState, req: ClassifyRequest, request: Request) -> 
         raise not_found(f"The model `{req.model}` does not exist.")
     engine = state.engine
     info = engine.info
-    prompts = prompts_of(req)
+    prompts = await prompts_of(req, engine)
     kind = activation_of(req, info.problem_type, info.num_labels)
     result = await engine.classify(prompts, options_of(req))
     data = []
