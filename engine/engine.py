@@ -153,6 +153,8 @@ class Engine:
             self.metrics.rejected.labels("unavailable").inc()
             raise EngineUnavailable("The engine is not ready.")
         count = len(prompts)
+        if count == 0:
+            raise InvalidInput("There are no prompts to classify.", param="input")
         limit = self.config.max_concurrent_requests
         # Try-acquire only: a full server answers at once instead of queueing unboundedly.
         if self._admitted + count > limit:
@@ -174,6 +176,8 @@ class Engine:
                   type_ids=None if type_ids is None else type_ids[i])
             for i, row in enumerate(ids)
         ]  # fmt: skip
+        for entry in entries:
+            entry.siblings = entries
         self._scheduler.enqueue(entries)
         try:
             logits = await asyncio.gather(*(e.future for e in entries))
@@ -182,6 +186,9 @@ class Engine:
             for entry in entries:
                 entry.future.cancel()
             raise
+        finally:
+            for entry in entries:
+                entry.siblings = None  # break the cycle so refcounting frees the request
         end = time.perf_counter()
         lengths = [e.length for e in entries]
         queue_s = max(e.started_at - e.enqueued_at for e in entries)

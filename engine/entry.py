@@ -17,6 +17,9 @@ class Entry:
     enqueued_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
+    # All entries of the same request (this one included): when one fails, the rest are
+    # cancelled at once, before the scheduler can batch them.
+    siblings: list[Entry] | None = None
 
     @property
     def length(self) -> int:

@@ -29,12 +29,20 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self, worker: Worker) -> None:
         self._worker = worker
         self._task = asyncio.create_task(self._run(), name="classifyd-scheduler")
 
     def enqueue(self, entries: list[Entry]) -> None:
+        if self._stopped:
+            # A request that finished tokenizing after stop(): nothing will take it any more.
+            error = EngineUnavailable("The server is shutting down.")
+            for entry in entries:
+                if not entry.future.done():
+                    entry.future.set_exception(error)
+            return
         now = time.perf_counter()
         for entry in entries:
             entry.enqueued_at = now
@@ -53,6 +61,9 @@ class Scheduler:
                 entry.finished_at = now
                 if not entry.future.done():
                     entry.future.set_exception(error)
+                for sibling in entry.siblings or ():
+                    if not sibling.future.done():
+                        sibling.future.cancel()
         else:
             for entry, row in zip(batch, outcome, strict=True):
                 entry.finished_at = now
@@ -62,6 +73,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop taking batches and fail whatever still waits."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,187 @@
+"""take_batch and WaitingQueue, case by case: no model, no running loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from engine.batching import WaitingQueue, take_batch
+from engine.entry import Entry
+
+Make = Callable[..., Entry]
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def make(loop: asyncio.AbstractEventLoop) -> Make:
+    def make(length: int, priority: int = 0, tag: int = 1) -> Entry:
+        return Entry([tag] * length, loop.create_future(), priority)
+
+    return make
+
+
+def queue_of(*entries: Entry) -> WaitingQueue:
+    waiting = WaitingQueue()
+    for entry in entries:
+        waiting.push(entry)
+    return waiting
+
+
+def test_empty_queue_gives_empty_batch() -> None:
+    waiting = WaitingQueue()
+    assert take_batch(waiting, 100, 10) == []
+    assert len(waiting) == 0
+    assert waiting.tokens == 0
+
+
+def test_order_is_priority_then_arrival(make: Make) -> None:
+    a, b, c, d = make(1, priority=5), make(1, priority=0), make(1, priority=5), make(1, priority=-1)
+    waiting = queue_of(a, b, c, d)
+    assert take_batch(waiting, 100, 10) == [d, b, a, c]
+
+
+def test_budget_equal_is_allowed(make: Make) -> None:
+    # 4 × 5 = 20 padded tokens: exactly the budget.
+    entries = [make(5) for _ in range(4)]
+    waiting = queue_of(*entries)
+    assert take_batch(waiting, 20, 100) == entries
+    assert len(waiting) == 0
+
+
+def test_budget_one_over_is_refused(make: Make) -> None:
+    entries = [make(5) for _ in range(4)]
+    waiting = queue_of(*entries)
+    assert take_batch(waiting, 19, 100) == entries[:3]
+    assert len(waiting) == 1
+
+
+def test_budget_counts_padding_to_the_longest(make: Make) -> None:
+    # Real tokens 1 + 1 + 8 = 10, but padded 3 × 8 = 24 > 20: the long one waits.
+    short1, short2, long = make(1), make(1), make(8)
+    waiting = queue_of(short1, short2, long)
+    assert take_batch(waiting, 20, 100) == [short1, short2]
+    assert take_batch(waiting, 20, 100) == [long]
+    # Padded 3 × 8 = 24 ≤ 24: all three fit.
+    waiting = queue_of(short1, short2, long)
+    assert take_batch(waiting, 24, 100) == [short1, short2, long]
+
+
+def test_longest_first_then_short_ones_pad_to_it(make: Make) -> None:
+    long, s1, s2 = make(10), make(1), make(1)
+    waiting = queue_of(long, s1, s2)
+    # 2 × 10 = 20 fits, 3 × 10 = 30 does not.
+    assert take_batch(waiting, 20, 100) == [long, s1]
+    assert take_batch(waiting, 20, 100) == [s2]
+
+
+def test_sequence_cap(make: Make) -> None:
+    entries = [make(1) for _ in range(7)]
+    waiting = queue_of(*entries)
+    assert take_batch(waiting, 1000, 3) == entries[:3]
+    assert take_batch(waiting, 1000, 3) == entries[3:6]
+    assert take_batch(waiting, 1000, 3) == entries[6:]
+    assert take_batch(waiting, 1000, 3) == []
+
+
+def test_entry_that_does_not_fit_goes_back_to_the_front(make: Make) -> None:
+    # `big` does not fit after `a`; `c` behind it would fit but must not overtake it.
+    a, big, c = make(2), make(9), make(1)
+    waiting = queue_of(a, big, c)
+    assert take_batch(waiting, 10, 100) == [a]
+    assert len(waiting) == 2
+    assert take_batch(waiting, 10, 100) == [big]
+    assert take_batch(waiting, 10, 100) == [c]
+
+
+def test_pushed_back_entry_keeps_its_place_against_later_arrivals(make: Make) -> None:
+    a, big = make(2), make(9)
+    waiting = queue_of(a, big)
+    assert take_batch(waiting, 10, 100) == [a]
+    late = make(1)
+    waiting.push(late)
+    assert take_batch(waiting, 10, 100) == [big]
+    assert take_batch(waiting, 10, 100) == [late]
+
+
+def test_lone_entry_longer_than_budget_is_taken(make: Make) -> None:
+    huge, small = make(50), make(1)
+    waiting = queue_of(huge, small)
+    assert take_batch(waiting, 10, 100) == [huge]
+    assert take_batch(waiting, 10, 100) == [small]
+    assert len(waiting) == 0
+
+
+def test_cancelled_entries_are_dropped(make: Make) -> None:
+    a, b, c, d = make(1), make(1), make(1), make(1)
+    b.future.cancel()
+    d.future.cancel()
+    waiting = queue_of(a, b, c, d)
+    assert take_batch(waiting, 100, 10) == [a, c]
+    assert len(waiting) == 0
+    assert waiting.tokens == 0
+    assert take_batch(waiting, 100, 10) == []
+
+
+def test_cancelled_entries_do_not_count_against_the_caps(make: Make) -> None:
+    a, gone, b = make(1), make(50), make(1)
+    gone.future.cancel()
+    waiting = queue_of(a, gone, b)
+    assert take_batch(waiting, 2, 2) == [a, b]
+
+
+def test_only_cancelled_entries_give_empty_batch(make: Make) -> None:
+    a, b = make(3), make(4)
+    a.future.cancel()
+    b.future.set_result([0.0])
+    waiting = queue_of(a, b)
+    assert take_batch(waiting, 100, 10) == []
+    assert len(waiting) == 0
+    assert waiting.tokens == 0
+
+
+def test_cancelled_after_push_back_is_dropped_next_time(make: Make) -> None:
+    a, big, c = make(2), make(9), make(1)
+    waiting = queue_of(a, big, c)
+    assert take_batch(waiting, 10, 100) == [a]
+    big.future.cancel()
+    assert take_batch(waiting, 10, 100) == [c]
+
+
+def test_tokens_accounting(make: Make) -> None:
+    waiting = WaitingQueue()
+    a, b, c = make(3), make(5), make(7)
+    waiting.push(a)
+    waiting.push(b)
+    assert waiting.tokens == 8
+    assert waiting.pop() is a
+    assert waiting.tokens == 5
+    waiting.push_front(a)
+    assert waiting.tokens == 8
+    assert len(waiting) == 2
+    waiting.push(c)
+    assert waiting.tokens == 15
+    assert waiting.drain() == [a, b, c]
+    assert waiting.tokens == 0
+    assert len(waiting) == 0
+
+
+def test_tokens_after_take_batch_with_push_back(make: Make) -> None:
+    waiting = queue_of(make(4), make(4), make(4))
+    assert len(take_batch(waiting, 8, 100)) == 2
+    assert waiting.tokens == 4
+    assert len(take_batch(waiting, 8, 100)) == 1
+    assert waiting.tokens == 0
+
+
+def test_push_assigns_increasing_arrival(make: Make) -> None:
+    a, b = make(1), make(1)
+    queue_of(a, b)
+    assert 0 < a.seq < b.seq
