@@ -4,7 +4,7 @@ No Starlette and no wire structs here; torch is touched only inside the worker t
 """
 
 from engine.config import EngineConfig
-from engine.engine import ClassifyOptions, ClassifyResult, Engine
+from engine.engine import ClassifyOptions, ClassifyResult, Engine, Prompts
 from engine.errors import (
     EngineError,
     EngineUnavailable,
@@ -29,4 +29,5 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "Overloaded",
+    "Prompts",
 ]

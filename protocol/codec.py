@@ -7,11 +7,18 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.classify import ClassifyRequest
+from protocol.scoring import RerankRequest, ScoreRequest
+from protocol.tei import PredictRequest
+from protocol.tokenize import TokenizeRequest
 
 T = TypeVar("T")
 
 encoder = msgspec.json.Encoder()
 classify_decoder = msgspec.json.Decoder(ClassifyRequest)
+predict_decoder = msgspec.json.Decoder(PredictRequest)
+score_decoder = msgspec.json.Decoder(ScoreRequest)
+rerank_decoder = msgspec.json.Decoder(RerankRequest)
+tokenize_decoder = msgspec.json.Decoder(TokenizeRequest)
 
 
 class RequestDecodeError(ValueError):

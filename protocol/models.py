@@ -21,3 +21,29 @@ class ModelList(msgspec.Struct):
 
 class Version(msgspec.Struct):
     version: str
+
+
+class Limits(msgspec.Struct):
+    max_model_len: int
+    max_batch_tokens: int
+    max_num_seqs: int
+    max_concurrent_requests: int
+    max_client_batch_size: int
+    max_body_bytes: int
+
+
+class Info(msgspec.Struct):
+    """`GET /info`: what is served and how."""
+
+    version: str
+    model: str
+    served_model_names: list[str]
+    architecture: str
+    model_type: str
+    labels: list[str]
+    num_labels: int
+    problem_type: str | None
+    activation: str
+    dtype: str
+    device: str
+    limits: Limits

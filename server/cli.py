@@ -31,7 +31,8 @@ def _add(
     raw = os.environ.get(env)
     value = default
     if raw is not None:
-        value = raw.split(",") if kwargs.get("nargs") == "+" else type_(raw)
+        listed = kwargs.get("nargs") == "+" or kwargs.get("action") == "append"
+        value = [v for v in raw.split(",") if v] if listed else type_(raw)
     shown = "none" if default is None else default
     parser.add_argument(
         f"--{name}",
@@ -40,6 +41,15 @@ def _add(
         help=f"{help_text} (default: {shown}; env {env})",
         **kwargs,
     )
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _serve_parser(sub: Any) -> None:
@@ -84,6 +94,24 @@ def _serve_parser(sub: Any) -> None:
         1024,
         int,
     )
+    _add(
+        p,
+        "api-key",
+        "accepted bearer key; repeat for several (env: comma-separated); every route but "
+        "/health, /ping and /metrics then needs `Authorization: Bearer <key>`",
+        action="append",
+    )
+    _add(p, "max-client-batch-size", "inputs per request; more is a 400", 512, int)
+    _add(p, "max-body-bytes", "request body limit in bytes; more is a 413", 8 * 1024 * 1024, int)
+    _add(
+        p,
+        "auto-truncate",
+        "truncate over-long prompts to the maximum length instead of refusing them",
+        False,
+        _flag,
+        nargs="?",
+        const=True,
+    )
     _add(p, "num-threads", "torch CPU threads", default_num_threads(), int)
     _add(p, "tokenizer-workers", "tokenizer threads", 1, int)
     _add(p, "log-level", "logging level", "info", choices=["debug", "info", "warning", "error"])
@@ -108,6 +136,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.config import ServerConfig
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -126,7 +155,18 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"classifyd serve: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        settings = ServerConfig(
+            api_keys=tuple(args.api_key or ()),
+            max_client_batch_size=args.max_client_batch_size,
+            max_body_bytes=args.max_body_bytes,
+            auto_truncate=args.auto_truncate,
+        )
+    except ValueError as exc:
+        print(f"classifyd serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config, settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 

@@ -64,9 +64,16 @@ async def prompts_of(req: ClassifyRequest, engine: Engine) -> list[str] | list[l
     return rows
 
 
-def options_of(req: ClassifyRequest) -> ClassifyOptions:
+def truncation(asked: int | None, auto_truncate: bool) -> int | None:
+    """What to truncate to: as asked, else the model's maximum under --auto-truncate."""
+    if asked is None and auto_truncate:
+        return -1
+    return asked
+
+
+def options_of(req: ClassifyRequest, auto_truncate: bool) -> ClassifyOptions:
     return ClassifyOptions(
-        truncate_prompt_tokens=req.truncate_prompt_tokens,
+        truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, auto_truncate),
         truncation_side=req.truncation_side,
         # A rendered chat template already holds the special tokens it wants.
         add_special_tokens=(

@@ -1,0 +1,65 @@
+"""`POST /classify`, `/v1/classify` (vLLM, SGLang) and `/invocations` (SageMaker)."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.responses import Response
+
+from engine import ClassifyOptions, ClassifyResult, Prompts
+from protocol.classify import ClassifyData, ClassifyResponse, Usage
+from protocol.codec import classify_decoder, decode
+from server.activation import Activation, activate, argmax
+from server.errors import bad_request
+from server.http import Call, check_model
+from server.prompts import activation_of, options_of, prompts_of
+from server.responses import MsgspecResponse
+from server.state import AppState
+
+
+async def run(
+    state: AppState, prompts: Prompts, options: ClassifyOptions, kind: Activation
+) -> tuple[list[list[float]], ClassifyResult]:
+    """Prompts → activated rows, with the per-request prompt cap every model route shares."""
+    limit = state.config.max_client_batch_size
+    if len(prompts) > limit:
+        raise bad_request(
+            f"This request has {len(prompts)} inputs, more than the limit of {limit} per "
+            "request (--max-client-batch-size); split it.",
+            "input",
+        )
+    result = await state.engine.classify(prompts, options)
+    return [activate(row, kind) for row in result.logits], result
+
+
+def timing_headers(call: Call, result: ClassifyResult) -> dict[str, str]:
+    return {
+        "x-request-id": call.request_id,
+        "x-tokenization-time": f"{result.tokenize_s * 1000:.3f}",
+        "x-queue-time": f"{result.queue_s * 1000:.3f}",
+        "x-inference-time": f"{result.inference_s * 1000:.3f}",
+        "x-total-time": f"{result.total_s * 1000:.3f}",
+    }
+
+
+async def classify(body: bytes, state: AppState, call: Call) -> Response:
+    req = decode(classify_decoder, body)
+    call.adopt(req.request_id, req.rid)
+    model = check_model(state, req.model)
+    info = state.engine.info
+    kind = activation_of(req, info.problem_type, info.num_labels)
+    prompts = await prompts_of(req, state.engine)
+    rows, result = await run(state, prompts, options_of(req, state.config.auto_truncate), kind)
+    data = [
+        ClassifyData(index, info.labels[argmax(probs)], probs, len(probs))
+        for index, probs in enumerate(rows)
+    ]
+    tokens = sum(result.prompt_tokens)
+    response = ClassifyResponse(
+        id=f"classify-{call.request_id}",
+        created=int(time.time()),
+        model=model,
+        data=data,
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+    return MsgspecResponse(response, headers=timing_headers(call, result))

@@ -1,0 +1,104 @@
+"""What every model route does around its work: body cap, request id, disconnects, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.errors import ApiError, not_found, to_response
+from server.state import AppState, state_of
+
+
+@dataclass
+class Call:
+    """One request's identity, filled in as the handler learns it (a body may name its id)."""
+
+    request_id: str
+
+    def adopt(self, *ids: str | None) -> None:
+        for value in ids:
+            if value:
+                self.request_id = value
+                return
+
+
+Handler = Callable[[bytes, AppState, Call], Awaitable[Response]]
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a POST model route: read the body (capped), turn errors into the envelope,
+    cancel the work when the client disconnects, count the outcome."""
+
+    async def route(request: Request) -> Response:
+        state = state_of(request)
+        call = Call(request.headers.get("x-request-id") or uuid.uuid4().hex)
+        try:
+            # The whole body first: the disconnect watcher must only ever see the disconnect.
+            body = await read_body(request, state.config.max_body_bytes)
+            response = await until_disconnect(request, handler(body, state, call))
+        except Exception as exc:
+            response = to_response(exc, call.request_id)
+        status = response.status_code
+        outcome = "success" if status < 400 else "cancelled" if status == 499 else "error"
+        state.engine.metrics.requests.labels(outcome, str(status)).inc()
+        return response
+
+    return route
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "RequestTooLargeError", f"The request body is larger than {limit} bytes.")
+
+
+def check_model(state: AppState, model: str | None) -> str:
+    """The served name to answer with; 404 for a name this server does not serve."""
+    if model is None:
+        return state.names[0]
+    if model not in state.names:
+        raise not_found(f"The model `{model}` does not exist.")
+    return model
+
+
+async def until_disconnect(request: Request, work: Awaitable[Response]) -> Response:
+    """Run `work`, cancelling it if the client goes away first.
+
+    Neither uvicorn nor Starlette cancels a handler whose client disconnected; without this,
+    an abandoned request would still occupy the model. Cancelling reaches the engine, whose
+    futures are cancelled, so the scheduler drops those prompts before they are batched.
+    """
+    handler = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((handler, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if handler.done():
+        return handler.result()
+    handler.cancel()
+    # Nobody is listening any more; 499 (nginx's "client closed request") is only for metrics.
+    return Response(status_code=499)
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

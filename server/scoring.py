@@ -1,0 +1,115 @@
+"""`POST /score` and `POST /rerank` (and `/v1/…`): vLLM's routes for one-label models.
+
+Each (text_1, text_2) or (query, document) pair goes through the tokenizer as a pair, as
+cross-encoders are trained; the score is the activated single logit (sigmoid by default).
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.responses import Response
+
+from engine import ClassifyOptions
+from protocol.classify import Usage
+from protocol.codec import decode, rerank_decoder, score_decoder
+from protocol.scoring import (
+    RerankDocument,
+    RerankResponse,
+    RerankResult,
+    RerankUsage,
+    ScoreData,
+    ScoreResponse,
+)
+from server.activation import Activation
+from server.classify import run, timing_headers
+from server.errors import bad_request, not_found
+from server.http import Call, check_model
+from server.prompts import truncation
+from server.responses import MsgspecResponse
+from server.state import AppState
+
+
+def _require_one_label(state: AppState, route: str) -> None:
+    labels = state.engine.info.num_labels
+    if labels != 1:
+        raise not_found(
+            f"{route} needs a model with one output (a cross-encoder or reranker); this model "
+            f"has {labels} labels. Use /classify."
+        )
+
+
+def _kind(state: AppState, use_activation: bool | None) -> Activation:
+    return "none" if use_activation is False else state.default_activation
+
+
+def _texts(value: str | list[str], field: str) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise bad_request(f"`{field}` must not be empty.", field)
+    for i, text in enumerate(texts):
+        if not text:
+            raise bad_request(f"`{field}` must not hold an empty text.", f"{field}[{i}]")
+    return texts
+
+
+async def score(body: bytes, state: AppState, call: Call) -> Response:
+    req = decode(score_decoder, body)
+    call.adopt(req.request_id)
+    model = check_model(state, req.model)
+    _require_one_label(state, "/score")
+    first, second = _texts(req.text_1, "text_1"), _texts(req.text_2, "text_2")
+    if len(first) == 1:
+        first = first * len(second)
+    elif len(first) != len(second):
+        raise bad_request(
+            f"`text_1` has {len(first)} texts and `text_2` {len(second)}: give one `text_1`, "
+            "or as many as `text_2`.",
+            "text_2",
+        )
+    options = ClassifyOptions(
+        truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
+        priority=req.priority,
+    )
+    use = req.use_activation if req.use_activation is not None else req.activation
+    rows, result = await run(
+        state, list(zip(first, second, strict=True)), options, _kind(state, use)
+    )
+    tokens = sum(result.prompt_tokens)
+    response = ScoreResponse(
+        id=f"score-{call.request_id}",
+        created=int(time.time()),
+        model=model,
+        data=[ScoreData(index=i, score=row[0]) for i, row in enumerate(rows)],
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+    return MsgspecResponse(response, headers=timing_headers(call, result))
+
+
+async def rerank(body: bytes, state: AppState, call: Call) -> Response:
+    req = decode(rerank_decoder, body)
+    call.adopt(req.request_id)
+    model = check_model(state, req.model)
+    _require_one_label(state, "/rerank")
+    query = _texts(req.query, "query")[0]
+    documents = _texts(req.documents, "documents")
+    options = ClassifyOptions(
+        truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
+        priority=req.priority,
+    )
+    rows, result = await run(
+        state, [(query, d) for d in documents], options, _kind(state, req.use_activation)
+    )
+    ranked = sorted(range(len(documents)), key=lambda i: -rows[i][0])
+    if req.top_n:
+        ranked = ranked[: req.top_n]
+    response = RerankResponse(
+        id=f"rerank-{call.request_id}",
+        model=model,
+        usage=RerankUsage(total_tokens=sum(result.prompt_tokens)),
+        results=[
+            RerankResult(index=i, document=RerankDocument(documents[i]), relevance_score=rows[i][0])
+            for i in ranked
+        ],
+    )
+    return MsgspecResponse(response, headers=timing_headers(call, result))
