@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -32,6 +32,12 @@ class EngineConfig:
     max_inflight_batches: int = 2
     tokenizer_workers: int = 1
     num_threads: int = field(default_factory=default_num_threads)
+    trust_remote_code: bool = False
+    # Config attributes to replace before loading (id2label, num_labels, problem_type, …).
+    hf_overrides: dict[str, Any] | None = None
+    # "classify": turn a *ForCausalLM into a classifier over `classifier_from_tokens`.
+    convert: Literal["none", "classify"] = "none"
+    classifier_from_tokens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 from engine.config import EngineConfig
 from engine.entry import Entry
 from engine.errors import EngineUnavailable, InputTooLong, InvalidInput, Overloaded
+from engine.loading import check_model_dir
 from engine.metrics import EngineMetrics
 from engine.runner import ModelInfo, ModelRunner, TransformersRunner
 from engine.scheduler import Scheduler
@@ -90,6 +91,7 @@ class Engine:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
+        check_model_dir(cfg.model)
         self._tokenizer = await asyncio.to_thread(Tokenizer, cfg.model, cfg.tokenizer_workers)
         self._worker = Worker(lambda: self._runner_factory(cfg), loop, self._scheduler.complete)
         self._info = await asyncio.wrap_future(self._worker.start())

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
+from engine.loading import first_line, load_classifier
 
 logger = logging.getLogger("classifyd.runner")
 
@@ -90,26 +91,12 @@ class TransformersRunner:
 
     def load(self) -> ModelInfo:
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
 
         device = self._resolve_device(torch)
         dtype = self._resolve_dtype(torch, device)
         if device.type == "cpu":
             torch.set_num_threads(self._config.num_threads)
-        try:
-            hf_config = AutoConfig.from_pretrained(self._config.model)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"Cannot load a model config from {self._config.model!r}: {_first_line(exc)}"
-            ) from exc
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                self._config.model, config=hf_config, dtype=dtype
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(
-                f"Cannot load {self._config.model!r} as a sequence classifier: {_first_line(exc)}"
-            ) from exc
+        model = load_classifier(self._config, dtype)
         model.eval()
         model.to(device)
         # Decoder heads find each row's last real token by pad_token_id; models shipped
@@ -209,7 +196,7 @@ class TransformersRunner:
         try:
             device = torch.device(name)
         except RuntimeError as exc:
-            raise ModelLoadError(f"Unknown device {name!r}: {_first_line(exc)}") from exc
+            raise ModelLoadError(f"Unknown device {name!r}: {first_line(exc)}") from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ModelLoadError(f"Device {name!r} was asked for, but CUDA is not available.")
         return device
@@ -223,8 +210,3 @@ class TransformersRunner:
         if name == "float16" and device.type == "cpu":
             raise ModelLoadError("float16 is not supported on CPU; use float32 or bfloat16.")
         return getattr(torch, name)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.errors import InvalidInput, ModelLoadError
+from engine.loading import first_line
 
 Side = Literal["left", "right"]
 
@@ -34,7 +35,8 @@ class Tokenizer:
         try:
             base = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, TypeError) as exc:
-            raise ModelLoadError(f"Cannot load a tokenizer from {path!r}: {exc}") from exc
+            message = f"Cannot load the tokenizer in {path!r}: {first_line(exc)}"
+            raise ModelLoadError(message) from exc
         if not getattr(base, "is_fast", False):
             raise ModelLoadError(
                 f"The tokenizer in {path!r} has no fast (Rust) version; classifyd needs one "

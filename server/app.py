@@ -22,14 +22,22 @@ def create_app(
     config: EngineConfig,
     server_config: ServerConfig | None = None,
     runner_factory: Callable[[EngineConfig], ModelRunner] | None = None,
+    engine: Engine | None = None,
 ) -> Starlette:
+    """The app; its lifespan starts and stops an Engine, unless it is given a started one
+    (the CLI starts the engine first, so a model that cannot load fails before binding)."""
     settings = server_config or ServerConfig()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with Engine(config, runner_factory) as engine:
+        async with contextlib.AsyncExitStack() as stack:
+            running = (
+                engine
+                if engine is not None
+                else await stack.enter_async_context(Engine(config, runner_factory))
+            )
             app.state.classifyd = AppState(
-                engine=engine, config=settings, names=config.names, created=int(time.time())
+                engine=running, config=settings, names=config.names, created=int(time.time())
             )
             yield
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from engine import EngineConfig
 from engine.config import default_num_threads
+from server.config import ServerConfig
 
 
 def _env(name: str) -> str:
@@ -52,6 +54,20 @@ def _flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(t for t in text.split(",") if t)
+
+
 def _serve_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve",
@@ -59,7 +75,12 @@ def _serve_parser(sub: Any) -> None:
         description="Serve a Hugging Face sequence-classification model with the vLLM "
         "(/classify) and SGLang (/v1/classify) APIs.",
     )
-    _add(p, "model", "local model directory (config.json, weights, tokenizer)")
+    _add(
+        p,
+        "model",
+        "local model directory (config.json, weights, tokenizer); without it, the built-in "
+        "sentiment model classifyd/minilm-sentiment, built on first use",
+    )
     _add(
         p,
         "served-model-name",
@@ -113,6 +134,37 @@ def _serve_parser(sub: Any) -> None:
         const=True,
     )
     _add(p, "num-threads", "torch CPU threads", default_num_threads(), int)
+    _add(
+        p,
+        "trust-remote-code",
+        "allow model code shipped inside the model directory",
+        False,
+        _flag,
+        nargs="?",
+        const=True,
+    )
+    _add(
+        p,
+        "hf-overrides",
+        "JSON object of config attributes to replace before loading, e.g. "
+        '\'{"id2label": {"0": "no", "1": "yes"}, "problem_type": "single_label_classification"}\'',
+        None,
+        _json_object,
+    )
+    _add(
+        p,
+        "convert",
+        "classify: serve a *ForCausalLM as a classifier over --classifier-from-tokens",
+        "none",
+        choices=["none", "classify"],
+    )
+    _add(
+        p,
+        "classifier-from-tokens",
+        "label tokens for --convert classify, comma-separated (e.g. no,yes)",
+        None,
+        _tokens,
+    )
     _add(p, "tokenizer-workers", "tokenizer threads", 1, int)
     _add(p, "log-level", "logging level", "info", choices=["debug", "info", "warning", "error"])
 
@@ -129,33 +181,33 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         max_concurrent_requests=args.max_concurrent_requests,
         num_threads=args.num_threads,
         tokenizer_workers=args.tokenizer_workers,
+        trust_remote_code=args.trust_remote_code,
+        hf_overrides=args.hf_overrides,
+        convert=args.convert,
+        classifier_from_tokens=args.classifier_from_tokens or (),
     )
 
 
+def _fail(message: str, code: int = 2) -> int:
+    print(f"classifyd serve: {message}", file=sys.stderr)
+    return code
+
+
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from server.app import create_app
-    from server.config import ServerConfig
-
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.model is None:
-        print("classifyd serve: --model DIR is required", file=sys.stderr)
-        return 2
-    model = Path(args.model)
-    if not (model / "config.json").is_file():
-        # Caught here so the user reads one sentence, not a traceback from the lifespan.
-        what = "does not exist" if not model.exists() else "has no config.json"
-        print(f"classifyd serve: the model directory {args.model!r} {what}.", file=sys.stderr)
-        return 2
+        from engine.default_model import DEFAULT_MODEL_NAME, DefaultModelError, ensure_default_model
+
+        # The built-in default: built once (a few minutes), then served from the cache.
+        try:
+            args.model = str(ensure_default_model(progress=True))
+        except DefaultModelError as exc:
+            return _fail(f"cannot build the default model: {exc}", 1)
+        args.served_model_name = args.served_model_name or [DEFAULT_MODEL_NAME]
     try:
         config = _engine_config(args)
-    except ValueError as exc:
-        print(f"classifyd serve: {exc}", file=sys.stderr)
-        return 2
-    try:
         settings = ServerConfig(
             api_keys=tuple(args.api_key or ()),
             max_client_batch_size=args.max_client_batch_size,
@@ -163,17 +215,61 @@ def serve(args: argparse.Namespace) -> int:
             auto_truncate=args.auto_truncate,
         )
     except ValueError as exc:
-        print(f"classifyd serve: {exc}", file=sys.stderr)
-        return 2
-    app = create_app(config, settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+        return _fail(str(exc))
+    return _run(_serve(config, settings, args.host, args.port, args.log_level))
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _serve(
+    config: EngineConfig, settings: ServerConfig, host: str, port: int, log_level: str
+) -> int:
+    import uvicorn
+
+    from engine import Engine, ModelLoadError
+    from server.app import create_app
+
+    # The engine starts before uvicorn so a model that cannot load stops the start with one
+    # sentence, instead of a traceback from inside the ASGI lifespan.
+    engine = Engine(config)
+    try:
+        await engine.start()
+    except (ModelLoadError, ValueError) as exc:
+        await engine.stop()
+        return _fail(getattr(exc, "message", str(exc)), 1)
+    try:
+        app = create_app(config, settings, engine=engine)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+        )
+        await server.serve()
+        return 0 if server.started else 1
+    finally:
+        await engine.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="classifyd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    sub.add_parser(
+        "build-default",
+        help="build the built-in sentiment model into the cache (run by serve on first use)",
+        add_help=False,
+    )
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["build-default"]:
+        from engine.default_model import main as build_default
+
+        return build_default(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
