@@ -97,7 +97,9 @@ class Tokenizer:
         side: Side | None,
     ) -> Encoded:
         tok = self._local.by_side[side or self.default_side]
-        pairs = second is not None
+        # Segment ids only where the tokenizer itself would return them (BERT-style), so
+        # the model sees exactly what `tokenizer(a, b)` gives it.
+        with_types = second is not None and "token_type_ids" in tok.model_input_names
         out = tok(
             texts,
             second,
@@ -105,10 +107,9 @@ class Tokenizer:
             truncation=max_length is not None,
             max_length=max_length,
             return_attention_mask=False,
-            # Segment ids matter only for pairs; single texts use the model's zero default.
-            return_token_type_ids=pairs,
+            return_token_type_ids=with_types,
         )
-        return Encoded(ids=out["input_ids"], type_ids=out["token_type_ids"] if pairs else None)
+        return Encoded(ids=out["input_ids"], type_ids=out["token_type_ids"] if with_types else None)
 
     async def render_chat(
         self,

@@ -89,10 +89,7 @@ class Worker:
             if item is not None:
                 batch: list[Entry] = item
                 try:
-                    launched = (batch, runner.launch(
-                        [e.ids for e in batch],
-                        None if batch[0].type_ids is None else [e.type_ids or [] for e in batch],
-                    ))  # fmt: skip
+                    launched = (batch, runner.launch([e.ids for e in batch], _type_ids(batch)))
                 except Exception as exc:
                     logger.exception("forward failed on a batch of %d", len(batch))
                     self._hand_back(batch, exc)
@@ -119,3 +116,11 @@ class Worker:
         except RuntimeError:
             # The loop is closed: nobody is left to answer.
             logger.warning("event loop closed; dropping the result of a batch of %d", len(batch))
+
+
+def _type_ids(batch: list[Entry]) -> list[list[int]] | None:
+    """Segment ids for the batch: pairs carry theirs; single texts beside them get zeros,
+    which is what the model assumes when it is given none."""
+    if all(e.type_ids is None for e in batch):
+        return None
+    return [e.type_ids if e.type_ids is not None else [0] * e.length for e in batch]

@@ -17,17 +17,21 @@ from server.responses import MsgspecResponse
 from server.state import AppState
 
 
+def check_batch_size(state: AppState, count: int, field: str) -> None:
+    """The per-request prompt cap every model route shares (--max-client-batch-size)."""
+    limit = state.config.max_client_batch_size
+    if count > limit:
+        raise bad_request(
+            f"This request has {count} inputs, more than the limit of {limit} per request "
+            "(--max-client-batch-size); split it.",
+            field,
+        )
+
+
 async def run(
     state: AppState, prompts: Prompts, options: ClassifyOptions, kind: Activation
 ) -> tuple[list[list[float]], ClassifyResult]:
-    """Prompts → activated rows, with the per-request prompt cap every model route shares."""
-    limit = state.config.max_client_batch_size
-    if len(prompts) > limit:
-        raise bad_request(
-            f"This request has {len(prompts)} inputs, more than the limit of {limit} per "
-            "request (--max-client-batch-size); split it.",
-            "input",
-        )
+    """Prompts → activated rows."""
     result = await state.engine.classify(prompts, options)
     return [activate(row, kind) for row in result.logits], result
 
@@ -49,6 +53,7 @@ async def classify(body: bytes, state: AppState, call: Call) -> Response:
     info = state.engine.info
     kind = activation_of(req, info.problem_type, info.num_labels)
     prompts = await prompts_of(req, state.engine)
+    check_batch_size(state, len(prompts), "input")
     rows, result = await run(state, prompts, options_of(req, state.config.auto_truncate), kind)
     data = [
         ClassifyData(index, info.labels[argmax(probs)], probs, len(probs))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.errors import ApiError, not_found, to_response
+from server.errors import ApiError, bad_request, not_found, to_response
 from server.state import AppState, state_of
 
 
@@ -20,9 +20,15 @@ class Call:
 
     request_id: str
 
-    def adopt(self, *ids: str | None) -> None:
-        for value in ids:
+    def adopt(self, request_id: str | None, rid: str | None = None) -> None:
+        """Take the body's id (`request_id`, else `rid`) over the header's."""
+        for field, value in (("request_id", request_id), ("rid", rid)):
             if value:
+                # It is echoed in a header: refuse what a header cannot carry.
+                if len(value) > 256 or not value.isascii() or not value.isprintable():
+                    raise bad_request(
+                        f"`{field}` must be printable ASCII of at most 256 characters.", field
+                    )
                 self.request_id = value
                 return
 

@@ -22,7 +22,7 @@ from protocol.scoring import (
     ScoreResponse,
 )
 from server.activation import Activation
-from server.classify import run, timing_headers
+from server.classify import check_batch_size, run, timing_headers
 from server.errors import bad_request, not_found
 from server.http import Call, check_model
 from server.prompts import truncation
@@ -44,13 +44,16 @@ def _kind(state: AppState, use_activation: bool | None) -> Activation:
 
 
 def _texts(value: str | list[str], field: str) -> list[str]:
-    texts = [value] if isinstance(value, str) else value
-    if not texts:
+    if isinstance(value, str):
+        if not value:
+            raise bad_request(f"`{field}` must not be an empty string.", field)
+        return [value]
+    if not value:
         raise bad_request(f"`{field}` must not be empty.", field)
-    for i, text in enumerate(texts):
+    for i, text in enumerate(value):
         if not text:
             raise bad_request(f"`{field}` must not hold an empty text.", f"{field}[{i}]")
-    return texts
+    return value
 
 
 async def score(body: bytes, state: AppState, call: Call) -> Response:
@@ -59,6 +62,7 @@ async def score(body: bytes, state: AppState, call: Call) -> Response:
     model = check_model(state, req.model)
     _require_one_label(state, "/score")
     first, second = _texts(req.text_1, "text_1"), _texts(req.text_2, "text_2")
+    check_batch_size(state, max(len(first), len(second)), "text_2")
     if len(first) == 1:
         first = first * len(second)
     elif len(first) != len(second):
@@ -93,6 +97,7 @@ async def rerank(body: bytes, state: AppState, call: Call) -> Response:
     _require_one_label(state, "/rerank")
     query = _texts(req.query, "query")[0]
     documents = _texts(req.documents, "documents")
+    check_batch_size(state, len(documents), "documents")
     options = ClassifyOptions(
         truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
         priority=req.priority,

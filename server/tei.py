@@ -14,7 +14,7 @@ from starlette.responses import Response
 from engine import ClassifyOptions, Prompts
 from protocol.codec import decode, predict_decoder
 from protocol.tei import PredictInputs, Prediction
-from server.classify import run, timing_headers
+from server.classify import check_batch_size, run, timing_headers
 from server.errors import bad_request
 from server.http import Call
 from server.prompts import truncation
@@ -47,14 +47,20 @@ def _items(inputs: PredictInputs) -> tuple[bool, list[Item]]:
                 )
         batch = True
     for i, one in enumerate(items):
-        if not all(one if isinstance(one, tuple) else (one,)):
-            raise bad_request("Texts in `inputs` must not be empty.", f"inputs[{i}]")
+        texts = one if isinstance(one, tuple) else (one,)
+        for j, text in enumerate(texts):
+            if not text:
+                # The JSON path of the empty text, whatever shape `inputs` had.
+                path = "inputs" + (f"[{i}]" if batch else "")
+                path += f"[{j}]" if isinstance(one, tuple) else ""
+                raise bad_request("Texts in `inputs` must not be empty.", path)
     return batch, items
 
 
 async def predict(body: bytes, state: AppState, call: Call) -> Response:
     req = decode(predict_decoder, body)
     batch, items = _items(req.inputs)
+    check_batch_size(state, len(items), "inputs")
     kind = "none" if req.raw_scores else state.default_activation
     keep = -1 if req.truncate else truncation(None, state.config.auto_truncate)
     options = ClassifyOptions(

@@ -85,6 +85,7 @@ def build_model(
     problem_type: str | None = None,
     seed: int = 0,
     max_positions: int | None = None,
+    chat_template: str | None = None,
 ) -> Path:
     """Save a tiny seeded `arch` sequence classifier and its tokenizer into `out`."""
     import torch
@@ -92,7 +93,13 @@ def build_model(
 
     tokenizer = _wordpiece_tokenizer() if arch == "bert" else _bpe_tokenizer()
     id2label = {i: name for i, name in enumerate(labels)} if labels else None
-    common: dict[str, Any] = {"num_labels": num_labels, "problem_type": problem_type}
+    # A wide init (transformers' default is 0.02) so outputs differ clearly between inputs:
+    # at 0.02 every text gets the same probabilities to 1e-5, and exactness checks prove nothing.
+    common: dict[str, Any] = {
+        "num_labels": num_labels,
+        "problem_type": problem_type,
+        "initializer_range": 0.5,
+    }
     if id2label:
         common["id2label"] = id2label
         common["label2id"] = {v: k for k, v in id2label.items()}
@@ -117,5 +124,7 @@ def build_model(
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_config(config)
     model.save_pretrained(out)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(out)
     return out

@@ -1,0 +1,340 @@
+"""Live classifyd servers for the black-box suite, and plain-transformers references.
+
+Tests speak HTTP only; the servers are real uvicorns on 127.0.0.1 (one child process serves
+them all, each on its own port), started once per session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.builders import build_model
+
+# Renders `<|role|>content\n` per message; `greeting` is a chat_template_kwargs hook.
+CHAT_TEMPLATE = (
+    "{% if greeting is defined %}<|greeting|>{{ greeting }}\n{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+LABELS = ["neg", "neu", "pos"]
+API_KEYS = ("k1", "k2")
+
+
+@dataclass
+class Live:
+    url: str
+    model_dir: Path
+    client: httpx.Client
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.client.post(path, json=body, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(path, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# The servers run in one child Python process, each app built with
+# create_app(EngineConfig(...), ServerConfig(...)) and served by its own uvicorn.Server on its
+# own port, all on one event loop. Not threads of the test process: CPython 3.11 (before
+# 3.11.8) can die with "AST constructor recursion depth mismatch" when a server thread formats
+# a traceback (traceback calls ast.parse) while pytest formats a failure. One process (not one
+# per server) because each pays ~5 s of torch import on this 2-core machine.
+_LAUNCHER = """
+import asyncio, json, sys
+import uvicorn
+# transformers' lazy imports are not thread-safe: six engines starting at once would race.
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from engine import EngineConfig
+from server.app import create_app
+from server.config import ServerConfig
+
+async def main():
+    servers = []
+    for spec in json.loads(sys.argv[1]):
+        engine = spec["engine"]
+        engine["served_model_names"] = tuple(engine["served_model_names"])
+        settings = spec["server"]
+        settings["api_keys"] = tuple(settings.get("api_keys", ()))
+        app = create_app(EngineConfig(**engine), ServerConfig(**settings))
+        config = uvicorn.Config(app, host="127.0.0.1", port=spec["port"], log_level="warning")
+        servers.append(uvicorn.Server(config))
+    await asyncio.gather(*(server.serve() for server in servers))
+
+asyncio.run(main())
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    model_dir: Path
+    spec: dict
+
+
+class Fleet:
+    """The child process that serves every Server; `live(name)` waits for its /health."""
+
+    def __init__(self, servers: dict[str, Server], log: Path) -> None:
+        self.servers = servers
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCHER, json.dumps([s.spec for s in servers.values()])],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[2],
+                env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+            )
+
+    def live(self, name: str) -> Live:
+        server = self.servers[name]
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"classifyd exited:\n{self.log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"classifyd did not start:\n{self.log.read_text()[-4000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.05)
+        return Live(server.url, server.model_dir, httpx.Client(base_url=server.url, timeout=60))
+
+    def stop(self) -> None:
+        # Several uvicorns in one process each claim SIGTERM; nothing needs a graceful exit.
+        self.proc.kill()
+        self.proc.wait()
+
+
+# -- model directories ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def clf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clf")
+    return build_model(out, "bert", num_labels=3, labels=LABELS)
+
+
+@pytest.fixture(scope="session")
+def cross_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import AutoTokenizer
+
+    out = build_model(tmp_path_factory.mktemp("cross"), "bert", num_labels=1, seed=3)
+    # As every real BERT tokenizer does, return segment ids, so `tokenizer(a, b)` feeds the
+    # model the same token_type_ids a pair-aware server sends.
+    names = ["input_ids", "token_type_ids", "attention_mask"]
+    AutoTokenizer.from_pretrained(out, model_input_names=names).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("chat")
+    return build_model(out, "llama", num_labels=2, chat_template=CHAT_TEMPLATE)
+
+
+# -- servers ----------------------------------------------------------------------------
+
+# name → (model, served names, EngineConfig extras, ServerConfig fields)
+FLEET: dict[str, tuple[str, tuple[str, ...], dict, dict]] = {
+    # (a) 3-label BERT served as "tiny" and "alias", 8 inputs and 4096 bytes per request.
+    "clf": ("clf", ("tiny", "alias"), {}, {"max_client_batch_size": 8, "max_body_bytes": 4096}),
+    # (b) a 1-label BERT cross-encoder for /score and /rerank.
+    "cross": ("cross", ("cross",), {}, {}),
+    # (c) a tiny llama with a chat template, for `messages`.
+    "chat": ("chat", ("chat",), {}, {}),
+    # (d) API keys k1 and k2.
+    "secured": ("clf", ("tiny",), {}, {"api_keys": list(API_KEYS)}),
+    # (e) --auto-truncate.
+    "auto": ("clf", ("tiny",), {}, {"auto_truncate": True}),
+    # At most 2 sequences in flight: a 3-input request is refused at once (429).
+    "tight": ("clf", ("tiny",), {"max_concurrent_requests": 2}, {}),
+}
+
+
+@pytest.fixture(scope="session")
+def fleet(
+    clf_dir: Path, cross_dir: Path, chat_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """Every server, started together; each server fixture waits for its own."""
+    dirs = {"clf": clf_dir, "cross": cross_dir, "chat": chat_dir}
+    servers = {}
+    for name, (model, names, engine, server) in FLEET.items():
+        port = _free_port()
+        spec = {
+            "engine": {
+                "model": str(dirs[model]),
+                "served_model_names": list(names),
+                "num_threads": 1,
+                **engine,
+            },
+            "server": server,
+            "port": port,
+        }
+        servers[name] = Server(f"http://127.0.0.1:{port}", dirs[model], spec)
+    fleet = Fleet(servers, tmp_path_factory.mktemp("logs") / "classifyd.log")
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def _live(fleet: Fleet, name: str) -> Iterator[Live]:
+    live = fleet.live(name)
+    with live.client:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def clf(fleet: Fleet) -> Iterator[Live]:
+    yield from _live(fleet, "clf")
+
+
+@pytest.fixture(scope="session")
+def cross(fleet: Fleet) -> Iterator[Live]:
+    yield from _live(fleet, "cross")
+
+
+@pytest.fixture(scope="session")
+def chat(fleet: Fleet) -> Iterator[Live]:
+    yield from _live(fleet, "chat")
+
+
+@pytest.fixture(scope="session")
+def secured(fleet: Fleet) -> Iterator[Live]:
+    yield from _live(fleet, "secured")
+
+
+@pytest.fixture(scope="session")
+def auto(fleet: Fleet) -> Iterator[Live]:
+    yield from _live(fleet, "auto")
+
+
+@pytest.fixture(scope="session")
+def tight(fleet: Fleet) -> Iterator[Live]:
+    yield from _live(fleet, "tight")
+
+
+# -- references: plain transformers, one input at a time, no padding ------------------
+
+
+class Reference:
+    def __init__(self, model_dir: Path) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+        self.model: Any = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+
+    def ids(self, text: str, second: str | None = None, **kwargs: Any) -> list[int]:
+        ids: list[int] = self.tokenizer(text, second, **kwargs)["input_ids"]
+        return ids
+
+    def encode(
+        self, text: str, second: str | None = None, side: str = "right", **kwargs: Any
+    ) -> dict[str, Any]:
+        previous = self.tokenizer.truncation_side
+        self.tokenizer.truncation_side = side
+        try:
+            return dict(self.tokenizer(text, second, return_tensors="pt", **kwargs))
+        finally:
+            self.tokenizer.truncation_side = previous
+
+    def logits_of(self, encoded: dict[str, Any]) -> list[float]:
+        import torch
+
+        with torch.inference_mode():
+            row: list[float] = self.model(**encoded).logits[0].float().tolist()
+        return row
+
+    def logits(
+        self, text: str, second: str | None = None, side: str = "right", **kwargs: Any
+    ) -> list[float]:
+        return self.logits_of(self.encode(text, second, side, **kwargs))
+
+    def logits_ids(self, ids: list[int]) -> list[float]:
+        import torch
+
+        return self.logits_of({"input_ids": torch.tensor([ids])})
+
+
+@pytest.fixture(scope="session")
+def bert_ref(clf_dir: Path) -> Reference:
+    return Reference(clf_dir)
+
+
+@pytest.fixture(scope="session")
+def cross_ref(cross_dir: Path) -> Reference:
+    return Reference(cross_dir)
+
+
+@pytest.fixture(scope="session")
+def chat_ref(chat_dir: Path) -> Reference:
+    return Reference(chat_dir)
+
+
+# -- helpers the tests share ------------------------------------------------------------
+
+
+def assert_error(
+    response: httpx.Response, status: int, type_: str, param: str | None = None
+) -> dict[str, Any]:
+    """The envelope of API.md: {"error": {message, type, param, code}}, nothing else."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert error["type"] == type_, error
+    assert error["param"] == param, error
+    assert error["code"] == status, error
+    assert isinstance(error["message"], str) and error["message"], error
+    return dict(error)
+
+
+def softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    exps = [math.exp(x - top) for x in row]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def close(a: list[float], b: list[float], tol: float = 1e-5) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+def probs_of(response: httpx.Response) -> list[list[float]]:
+    assert response.status_code == 200, response.text
+    return [d["probs"] for d in response.json()["data"]]
+
+
+def long_text(words: int, seed: int = 0) -> str:
+    """`words` one-token words (each is in the tiny BERT vocabulary)."""
+    from tests.builders import WORDS
+
+    return " ".join(WORDS[(i * 7 + seed) % len(WORDS)] for i in range(words))
