@@ -48,22 +48,93 @@ class WaitingQueue:
         self.tokens += entry.length
 
 
-def take_batch(waiting: WaitingQueue, max_batch_tokens: int, max_num_seqs: int) -> list[Entry]:
-    """Take the next batch in queue order, within a padded-token budget and a sequence cap.
+def take_batch(
+    waiting: WaitingQueue,
+    max_batch_tokens: int,
+    max_num_seqs: int,
+    *,
+    scan: int = 1,
+    padding_slack: float = 0.15,
+) -> list[Entry]:
+    """Take the next batch: the oldest entry of the best priority, plus what fits with it.
 
-    A batch costs len(batch) × its longest prompt, which is what a padded forward computes.
-    The first entry that would break either limit goes back to the front, so nothing behind
-    it overtakes it. Cancelled entries are dropped here and never reach the model. The first
-    live entry is always taken, so a prompt longer than the budget cannot stall the queue.
+    A batch costs len(batch) × its longest prompt, which is what a padded forward computes;
+    it stays within `max_batch_tokens` and `max_num_seqs`. The first live entry (the head) is
+    always taken, so nothing waits behind more batches than there are entries ahead of it,
+    and a prompt longer than the budget cannot stall the queue. Cancelled entries are dropped
+    here and never reach the model.
+
+    scan == 1: strict queue order; the first entry that does not fit goes back to the front.
+    scan > 1: look at up to `scan` entries of the head's priority, sort them by length and
+    grow the batch from the head towards whichever neighbour pads less, while padded tokens
+    stay within (1 + padding_slack) × real tokens. Similar lengths run together; the rest
+    wait, in their places, for the batch their own head forms.
     """
-    batch: list[Entry] = []
-    longest = 0
+    head = _pop_live(waiting)
+    if head is None:
+        return []
+    if scan <= 1:
+        return _take_in_order(waiting, head, max_batch_tokens, max_num_seqs)
+    candidates = [head]
+    while waiting and len(candidates) < scan:
+        entry = waiting.pop()
+        if entry.cancelled:
+            continue
+        if entry.priority != head.priority:
+            waiting.push_front(entry)  # everything after it ranks lower still
+            break
+        candidates.append(entry)
+    # Stable: among equal lengths, arrival order.
+    ranked = sorted(candidates, key=lambda e: e.length)
+    lo = hi = next(i for i, e in enumerate(ranked) if e is head)
+    count, longest, real = 1, head.length, head.length
+    while count < max_num_seqs:
+        # Feasible neighbours as (padding after adding, side, length): the shorter one pads
+        # itself up to `longest`; the longer one pads every row up to its own length.
+        options: list[tuple[int, int, int]] = []
+        for side, index in ((-1, lo - 1), (1, hi + 1)):
+            if 0 <= index < len(ranked):
+                length = ranked[index].length
+                padded = (count + 1) * max(longest, length)
+                if padded <= max_batch_tokens and padded <= (1 + padding_slack) * (real + length):
+                    options.append((padded - real - length, side, length))
+        if not options:
+            break
+        _, side, length = min(options)
+        if side < 0:
+            lo -= 1
+        else:
+            hi += 1
+            longest = length
+        count += 1
+        real += length
+    batch = ranked[lo : hi + 1]
+    for entry in ranked[:lo] + ranked[hi + 1 :]:
+        waiting.push_front(entry)
+    # Run order inside the batch does not matter to results; arrival order reads best.
+    batch.sort(key=lambda e: e.seq)
+    return batch
+
+
+def _pop_live(waiting: WaitingQueue) -> Entry | None:
+    while waiting:
+        entry = waiting.pop()
+        if not entry.cancelled:
+            return entry
+    return None
+
+
+def _take_in_order(
+    waiting: WaitingQueue, head: Entry, max_batch_tokens: int, max_num_seqs: int
+) -> list[Entry]:
+    batch = [head]
+    longest = head.length
     while waiting:
         entry = waiting.pop()
         if entry.cancelled:
             continue
         widest = max(longest, entry.length)
-        if batch and (len(batch) >= max_num_seqs or (len(batch) + 1) * widest > max_batch_tokens):
+        if len(batch) >= max_num_seqs or (len(batch) + 1) * widest > max_batch_tokens:
             waiting.push_front(entry)
             break
         batch.append(entry)

@@ -28,8 +28,14 @@ class EngineConfig:
     max_model_len: int | None = None
     # Sequences admitted and not yet answered; over it a request is refused at once (429).
     max_concurrent_requests: int = 1024
-    # Batches handed to the worker at once: one running, one prepared (TEI's prefetch).
-    max_inflight_batches: int = 2
+    # Batches handed to the worker at once. None: 2 on a GPU (one running, one prepared:
+    # TEI's prefetch), 1 on CPU, where the forward is synchronous and a batch taken later
+    # groups more of what arrived meanwhile.
+    max_inflight_batches: int | None = None
+    # Waiting prompts take_batch looks at to group similar lengths; 1: strict queue order.
+    batch_scan: int = 256
+    # Padded tokens per batch stay within (1 + padding_slack) × real tokens when grouping.
+    padding_slack: float = 0.15
     tokenizer_workers: int = 1
     num_threads: int = field(default_factory=default_num_threads)
     trust_remote_code: bool = False
@@ -44,13 +50,20 @@ class EngineConfig:
             "max_batch_tokens": self.max_batch_tokens,
             "max_num_seqs": self.max_num_seqs,
             "max_concurrent_requests": self.max_concurrent_requests,
-            "max_inflight_batches": self.max_inflight_batches,
             "tokenizer_workers": self.tokenizer_workers,
             "num_threads": self.num_threads,
         }
         for name, value in checks.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.max_inflight_batches is not None and self.max_inflight_batches < 1:
+            raise ValueError(
+                f"max_inflight_batches must be at least 1, got {self.max_inflight_batches}"
+            )
+        if self.batch_scan < 1:
+            raise ValueError(f"batch_scan must be at least 1, got {self.batch_scan}")
+        if self.padding_slack < 0:
+            raise ValueError(f"padding_slack must not be negative, got {self.padding_slack}")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -96,7 +96,8 @@ class Engine:
         self._worker = Worker(lambda: self._runner_factory(cfg), loop, self._scheduler.complete)
         self._info = await asyncio.wrap_future(self._worker.start())
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
-        self._scheduler.start(self._worker)
+        inflight = cfg.max_inflight_batches or (2 if self._info.device.startswith("cuda") else 1)
+        self._scheduler.start(self._worker, inflight)
         self._accepting = True
         logger.info(
             "engine ready: %s (%s, %s on %s), max_model_len=%d, labels=%s",

@@ -26,13 +26,15 @@ class Scheduler:
         self.waiting = WaitingQueue()
         self.running = 0
         self._inflight_batches = 0
+        self._max_inflight = 1
         self._wake = asyncio.Event()
         self._worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
-    def start(self, worker: Worker) -> None:
+    def start(self, worker: Worker, max_inflight_batches: int) -> None:
         self._worker = worker
+        self._max_inflight = max_inflight_batches
         self._task = asyncio.create_task(self._run(), name="classifyd-scheduler")
 
     def enqueue(self, entries: list[Entry]) -> None:
@@ -88,11 +90,17 @@ class Scheduler:
         cfg = self._config
         assert self._worker is not None
         while True:
-            if not self.waiting or self._inflight_batches >= cfg.max_inflight_batches:
+            if not self.waiting or self._inflight_batches >= self._max_inflight:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = take_batch(self.waiting, cfg.max_batch_tokens, cfg.max_num_seqs)
+            batch = take_batch(
+                self.waiting,
+                cfg.max_batch_tokens,
+                cfg.max_num_seqs,
+                scan=cfg.batch_scan,
+                padding_slack=cfg.padding_slack,
+            )
             if not batch:
                 continue
             now = time.perf_counter()

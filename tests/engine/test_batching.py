@@ -185,3 +185,85 @@ def test_push_assigns_increasing_arrival(make: Make) -> None:
     a, b = make(1), make(1)
     queue_of(a, b)
     assert 0 < a.seq < b.seq
+
+
+# -- length grouping (scan > 1) ----------------------------------------------------------
+
+
+def test_grouping_takes_similar_lengths_around_the_head(make: Make) -> None:
+    head, long1, short1, long2, short2 = make(10), make(50), make(11), make(52), make(10)
+    waiting = queue_of(head, long1, short1, long2, short2)
+    batch = take_batch(waiting, 1000, 10, scan=16)
+    assert batch == [head, short1, short2]
+    # The long ones stay, in their places, and form the next batch together.
+    assert take_batch(waiting, 1000, 10, scan=16) == [long1, long2]
+    assert not waiting
+
+
+def test_grouping_always_includes_the_oldest(make: Make) -> None:
+    # The head is an outlier: it runs (alone) rather than wait behind the crowd.
+    head = make(100)
+    crowd = [make(5) for _ in range(6)]
+    waiting = queue_of(head, *crowd)
+    assert take_batch(waiting, 10_000, 10, scan=16) == [head]
+    assert take_batch(waiting, 10_000, 10, scan=16) == crowd
+
+
+@pytest.mark.parametrize("slack", [0.0, 0.15, 0.5])
+def test_grouping_bounds_padding(make: Make, slack: float) -> None:
+    lengths = [7, 33, 12, 40, 9, 35, 18, 20, 21, 60, 8, 19, 22, 36, 10, 11]
+    waiting = queue_of(*(make(n) for n in lengths))
+    batches = []
+    while waiting:
+        batch = take_batch(waiting, 10_000, 64, scan=64, padding_slack=slack)
+        padded = len(batch) * max(e.length for e in batch)
+        assert padded <= (1 + slack) * sum(e.length for e in batch) + 1e-9
+        batches.append(batch)
+    assert sorted(e.length for b in batches for e in b) == sorted(lengths)
+
+
+def test_grouping_respects_budget_and_cap(make: Make) -> None:
+    entries = [make(10) for _ in range(8)]
+    waiting = queue_of(*entries)
+    assert take_batch(waiting, 30, 10, scan=16) == entries[:3]
+    assert take_batch(waiting, 1000, 2, scan=16) == entries[3:5]
+
+
+def test_grouping_stays_within_the_head_priority(make: Make) -> None:
+    urgent = make(10, priority=-1)
+    same_length_later = make(10, priority=0)
+    waiting = queue_of(same_length_later, urgent)
+    assert take_batch(waiting, 1000, 10, scan=16) == [urgent]
+    assert take_batch(waiting, 1000, 10, scan=16) == [same_length_later]
+
+
+def test_grouping_drops_cancelled(make: Make) -> None:
+    a, b, c = make(10), make(10), make(10)
+    b.future.cancel()
+    waiting = queue_of(a, b, c)
+    assert take_batch(waiting, 1000, 10, scan=16) == [a, c]
+    assert waiting.tokens == 0
+
+
+def test_grouping_passes_over_an_entry_a_bounded_number_of_times(make: Make) -> None:
+    # A steady stream of short prompts cannot starve one long prompt: once it is the
+    # oldest, the next batch takes it.
+    waiting = WaitingQueue()
+    long = make(80)
+    waiting.push(long)
+    taken_at = None
+    for step in range(50):
+        for _ in range(4):
+            waiting.push(make(5))
+        batch = take_batch(waiting, 10_000, 8, scan=64)
+        if long in batch:
+            taken_at = step
+            break
+    assert taken_at == 0
+
+
+def test_grouping_skips_a_too_short_neighbour_for_a_fitting_longer_one(make: Make) -> None:
+    head, tiny, twin = make(10), make(2), make(10)
+    waiting = queue_of(head, tiny, twin)
+    assert take_batch(waiting, 1000, 10, scan=16) == [head, twin]
+    assert take_batch(waiting, 1000, 10, scan=16) == [tiny]

@@ -127,8 +127,11 @@ async def test_waiting_batches_respect_max_num_seqs(bert_dir: Path) -> None:
 async def test_waiting_batches_respect_padded_token_budget(bert_dir: Path) -> None:
     gate = threading.Event()
     fake = FakeRunner(gate=gate)
-    # 8 padded tokens per batch: two prompts of 4 tokens, or one of 5 alone.
-    async with serving(bert_dir, fake, max_inflight_batches=1, max_batch_tokens=8) as engine:
+    # 8 padded tokens per batch: two prompts of 4 tokens, or one of 5 alone. Strict queue
+    # order (batch_scan=1), so the batches are predictable from the budget alone.
+    async with serving(
+        bert_dir, fake, max_inflight_batches=1, max_batch_tokens=8, batch_scan=1
+    ) as engine:
         first = submit(engine, [1])
         await until(lambda: fake.entered == 1)
         rest = [
