@@ -1,0 +1,120 @@
+"""The in-process ceiling: the same model and texts, length-sorted batches, no server.
+
+    python -m bench.ceiling --model DIR [--mix short] [--batch-size 32] [--threads N]
+
+This is what the model can do on this machine; the server is measured against it. Prints
+JSON: texts/s of the batched forwards (tokenizing excluded, reported apart), the median
+single-text forward time (the floor for latency at concurrency 1), padded/real tokens, and
+the process's peak memory (the bare-model figure the server's memory is compared with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from typing import Any
+
+from bench.texts import MIXES
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(
+    model_dir: str,
+    texts: list[str],
+    *,
+    batch_size: int = 32,
+    threads: int | None = None,
+    dtype: str = "float32",
+    quantize: bool = False,
+    singles: int = 60,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, dtype=getattr(torch, dtype)
+    ).eval()
+    if quantize:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    started = time.perf_counter()
+    ids = tok(texts, truncation=True)["input_ids"]
+    tokenize_s = time.perf_counter() - started
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    pad = tok.pad_token_id or 0
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = [ids[i] for i in order[start : start + batch_size]]
+        width = max(map(len, rows))
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        lengths = torch.tensor([len(r) for r in rows])
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        batches.append((input_ids, mask))
+    real = sum(map(len, ids))
+    padded = sum(b[0].numel() for b in batches)
+    with torch.inference_mode():
+        model(input_ids=batches[0][0], attention_mask=batches[0][1])  # warm-up
+        runs = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            for input_ids, mask in batches:
+                model(input_ids=input_ids, attention_mask=mask)
+            runs.append(time.perf_counter() - began)
+        rng = random.Random(0)
+        single_ms = []
+        for i in rng.sample(range(len(texts)), min(singles, len(texts))):
+            row = torch.tensor([ids[i]])
+            began = time.perf_counter()
+            model(input_ids=row)
+            single_ms.append((time.perf_counter() - began) * 1000)
+    best = min(runs)
+    return {
+        "texts": len(texts),
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "dtype": dtype,
+        "quantized": quantize,
+        "texts_per_s": len(texts) / best,
+        "tokenize_texts_per_s": len(texts) / tokenize_s,
+        "single_forward_ms_p50": statistics.median(single_ms),
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--mix", choices=sorted(MIXES), default="short")
+    p.add_argument("--num-texts", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--quantize", action="store_true", help="dynamic int8 Linear layers")
+    p.add_argument("--repeats", type=int, default=1)
+    args = p.parse_args()
+    texts = MIXES[args.mix](args.num_texts, args.seed)
+    result = measure(
+        args.model, texts, batch_size=args.batch_size, threads=args.threads,
+        dtype=args.dtype, quantize=args.quantize, repeats=args.repeats,
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Load generator: closed loop (N clients) or open loop (a fixed rate), bounded in time.
+
+    python -m bench.loadgen --url http://127.0.0.1:8000 --clients 64 --seconds 20
+    python -m bench.loadgen --url http://127.0.0.1:8000 --rate 50 --texts-per-request 4
+
+Reports texts/s, requests/s, latency percentiles, errors by status, and, given the server's
+pid, the CPU it used (cores busy on average over the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+from bench.texts import MIXES
+
+
+@dataclass
+class LoadResult:
+    mode: str
+    clients: int
+    rate: float | None
+    texts_per_request: int
+    seconds: float
+    requests: int
+    texts: int
+    texts_per_s: float
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: dict[str, int] = field(default_factory=dict)
+    server_cpu_cores: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime + stime of the process and its waited-for children.
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def run_load(
+    url: str,
+    texts: list[str],
+    *,
+    clients: int = 1,
+    rate: float | None = None,
+    texts_per_request: int = 1,
+    seconds: float = 10.0,
+    max_requests: int | None = None,
+    server_pid: int | None = None,
+    path: str = "/classify",
+    warmup_requests: int = 0,
+) -> LoadResult:
+    """Closed loop with `clients` workers, or open loop at `rate` requests/s when given."""
+    chunks = itertools.cycle(
+        [texts[i : i + texts_per_request] for i in range(0, len(texts), texts_per_request)]
+    )
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    sent_texts = 0
+    limits = httpx.Limits(max_connections=max(clients, 64), max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        for _ in range(warmup_requests):
+            await client.post(path, json={"input": next(chunks)})
+
+        async def one(batch: list[str]) -> None:
+            nonlocal sent_texts
+            start = time.perf_counter()
+            try:
+                resp = await client.post(path, json={"input": batch})
+                status = str(resp.status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            if status == "200":
+                latencies.append(time.perf_counter() - start)
+                sent_texts += len(batch)
+            else:
+                statuses[status] += 1
+            statuses["total"] += 1
+
+        cpu_before = _cpu_seconds(server_pid) if server_pid else None
+        began = time.perf_counter()
+        deadline = began + seconds
+        budget = itertools.count() if max_requests is None else iter(range(max_requests))
+
+        if rate is None:
+
+            async def worker() -> None:
+                while time.perf_counter() < deadline and next(budget, None) is not None:
+                    await one(next(chunks))
+
+            await asyncio.gather(*(worker() for _ in range(clients)))
+        else:
+            pending: set[asyncio.Task[None]] = set()
+            interval = 1.0 / rate
+            tick = began
+            while tick < deadline and next(budget, None) is not None:
+                delay = tick - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(one(next(chunks)))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                tick += interval
+            await asyncio.gather(*pending)
+        elapsed = time.perf_counter() - began
+        cpu = (
+            (_cpu_seconds(server_pid) - cpu_before) / elapsed
+            if server_pid and cpu_before is not None
+            else None
+        )
+
+    ok = sorted(latencies)
+    total = statuses.pop("total", 0)
+    return LoadResult(
+        mode="open" if rate else "closed",
+        clients=clients,
+        rate=rate,
+        texts_per_request=texts_per_request,
+        seconds=round(elapsed, 3),
+        requests=total,
+        texts=sent_texts,
+        texts_per_s=sent_texts / elapsed,
+        requests_per_s=len(ok) / elapsed,
+        p50_ms=_percentile(ok, 0.50) * 1000,
+        p90_ms=_percentile(ok, 0.90) * 1000,
+        p99_ms=_percentile(ok, 0.99) * 1000,
+        errors=dict(statuses),
+        server_cpu_cores=None if cpu is None else round(cpu, 3),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--path", default="/classify")
+    p.add_argument("--mix", choices=sorted(MIXES), default="short")
+    p.add_argument("--num-texts", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clients", type=int, default=1)
+    p.add_argument("--rate", type=float, default=None, help="open loop: requests per second")
+    p.add_argument("--texts-per-request", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--max-requests", type=int, default=None)
+    p.add_argument("--server-pid", type=int, default=None)
+    args = p.parse_args()
+    texts = MIXES[args.mix](args.num_texts, args.seed)
+    result = asyncio.run(
+        run_load(
+            args.url, texts, clients=args.clients, rate=args.rate,
+            texts_per_request=args.texts_per_request, seconds=args.seconds,
+            max_requests=args.max_requests, server_pid=args.server_pid, path=args.path,
+        )
+    )  # fmt: skip
+    print(json.dumps(result.row(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
