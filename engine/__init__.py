@@ -13,6 +13,7 @@ from engine.errors import (
     InvalidInput,
     ModelLoadError,
     Overloaded,
+    RequestTimeout,
 )
 from engine.runner import ModelInfo
 
@@ -30,4 +31,5 @@ __all__ = [
     "ModelLoadError",
     "Overloaded",
     "Prompts",
+    "RequestTimeout",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +39,13 @@ class EngineConfig:
     padding_slack: float = 0.15
     tokenizer_workers: int = 1
     num_threads: int = field(default_factory=default_num_threads)
+    # Seconds a request may wait for its answer; past it: 503, and its queued prompts are
+    # dropped before they reach the model. None: no limit.
+    request_timeout: float | None = None
+    # Tokens that may wait in the queue; a request that would pass it is refused (429).
+    max_waiting_tokens: int | None = None
+    # Test hook, called with each batch's ids before its forward (see engine/worker.py).
+    fault_hook: Callable[[list[list[int]]], None] | None = field(default=None, compare=False)
     trust_remote_code: bool = False
     # Config attributes to replace before loading (id2label, num_labels, problem_type, …).
     hf_overrides: dict[str, Any] | None = None
@@ -64,6 +72,12 @@ class EngineConfig:
             raise ValueError(f"batch_scan must be at least 1, got {self.batch_scan}")
         if self.padding_slack < 0:
             raise ValueError(f"padding_slack must not be negative, got {self.padding_slack}")
+        if self.request_timeout is not None and self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {self.request_timeout}")
+        if self.max_waiting_tokens is not None and self.max_waiting_tokens < 1:
+            raise ValueError(
+                f"max_waiting_tokens must be at least 1, got {self.max_waiting_tokens}"
+            )
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

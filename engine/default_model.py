@@ -585,7 +585,12 @@ def parse_ground_truth(domain: str, raw: bytes) -> list[Example]:
         if len(parts) != 3:
             raise DefaultModelError(f"{DOMAIN_FILES[domain]}:{number}: expected 3 fields")
         sentence_id, rating_text, text = parts
-        rating = float(rating_text)
+        try:
+            rating = float(rating_text)
+        except ValueError:
+            raise DefaultModelError(
+                f"{DOMAIN_FILES[domain]}:{number}: rating {rating_text!r} is not a number"
+            ) from None
         if rating == 0.0:
             continue
         # The tweets keep HTML escapes (&amp;, &lt;3); clients will send the real characters.

@@ -18,7 +18,13 @@ from typing import Any, Literal, cast
 
 from engine.config import EngineConfig
 from engine.entry import Entry
-from engine.errors import EngineUnavailable, InputTooLong, InvalidInput, Overloaded
+from engine.errors import (
+    EngineUnavailable,
+    InputTooLong,
+    InvalidInput,
+    Overloaded,
+    RequestTimeout,
+)
 from engine.loading import check_model_dir
 from engine.metrics import EngineMetrics
 from engine.runner import ModelInfo, ModelRunner, TransformersRunner
@@ -67,6 +73,11 @@ class Engine:
         self._max_model_len = 0
         self._admitted = 0
         self._accepting = False
+        self._draining = False
+        self._dead: BaseException | None = None
+        # Set whenever no admitted prompt is left unanswered (drain waits on it).
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.metrics.bind(
             waiting=lambda: len(self._scheduler.waiting),
             waiting_tokens=lambda: self._scheduler.waiting.tokens,
@@ -93,7 +104,13 @@ class Engine:
         cfg = self.config
         check_model_dir(cfg.model)
         self._tokenizer = await asyncio.to_thread(Tokenizer, cfg.model, cfg.tokenizer_workers)
-        self._worker = Worker(lambda: self._runner_factory(cfg), loop, self._scheduler.complete)
+        self._worker = Worker(
+            lambda: self._runner_factory(cfg),
+            loop,
+            self._scheduler.complete,
+            self._worker_died,
+            cfg.fault_hook,
+        )
         self._info = await asyncio.wrap_future(self._worker.start())
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
         inflight = cfg.max_inflight_batches or (2 if self._info.device.startswith("cuda") else 1)
@@ -136,7 +153,37 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        return self._accepting and self._worker is not None and self._worker.alive
+        """Accepting work: started, not draining, worker alive."""
+        return self.alive and not self._draining
+
+    @property
+    def alive(self) -> bool:
+        """Able to answer what it has accepted (liveness): started and the worker alive."""
+        return (
+            self._accepting
+            and self._dead is None
+            and self._worker is not None
+            and self._worker.alive
+        )
+
+    def begin_drain(self) -> None:
+        """Refuse new work from now on (503); what was accepted still runs."""
+        self._draining = True
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until every admitted prompt is answered; False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _worker_died(self, exc: BaseException) -> None:
+        self._dead = exc
+        self.metrics.rejected.labels("worker_dead").inc()
+        self._scheduler.worker_died(
+            EngineUnavailable("The model worker died; the server must be restarted.")
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -153,7 +200,10 @@ class Engine:
     async def classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
         """Classify texts (or token id lists); one logits row per prompt, in order."""
         if not self.ready:
-            self.metrics.rejected.labels("unavailable").inc()
+            reason = "draining" if self._draining else "unavailable"
+            self.metrics.rejected.labels(reason).inc()
+            if self._draining:
+                raise EngineUnavailable("The server is shutting down; retry on another replica.")
             raise EngineUnavailable("The engine is not ready.")
         count = len(prompts)
         if count == 0:
@@ -164,10 +214,13 @@ class Engine:
             self.metrics.rejected.labels("overloaded").inc()
             raise Overloaded(count, self._admitted, limit)
         self._admitted += count
+        self._idle.clear()
         try:
             return await self._classify(prompts, options)
         finally:
             self._admitted -= count
+            if self._admitted == 0:
+                self._idle.set()
 
     async def _classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
         start = time.perf_counter()
@@ -179,11 +232,28 @@ class Engine:
                   type_ids=None if type_ids is None else type_ids[i])
             for i, row in enumerate(ids)
         ]  # fmt: skip
+        bound = self.config.max_waiting_tokens
+        if bound is not None and self._scheduler.waiting.tokens + sum(map(len, ids)) > bound:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise Overloaded(len(ids), self._admitted, self.config.max_concurrent_requests)
         for entry in entries:
             entry.siblings = entries
         self._scheduler.enqueue(entries)
+        timeout = self.config.request_timeout
         try:
-            logits = await asyncio.gather(*(e.future for e in entries))
+            waiting = asyncio.gather(*(e.future for e in entries))
+            if timeout is None:
+                logits = await waiting
+            else:
+                left = max(0.0, timeout - (time.perf_counter() - start))
+                try:
+                    logits = await asyncio.wait_for(waiting, left)
+                except TimeoutError:
+                    self.metrics.rejected.labels("timeout").inc()
+                    raise RequestTimeout(
+                        f"The request was not answered within {timeout:g} s "
+                        "(--request-timeout); its queued work was dropped."
+                    ) from None
         except BaseException:
             # One prompt failed or the caller gave up: the rest must not reach the model.
             for entry in entries:

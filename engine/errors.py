@@ -47,6 +47,10 @@ class EngineUnavailable(EngineError):
     """The engine is not started, is shutting down, or its worker died."""
 
 
+class RequestTimeout(EngineUnavailable):
+    """The request was not answered within --request-timeout; its queued work was dropped."""
+
+
 class InferenceError(EngineError):
     """The model failed on the batch that held this request's prompts."""
 

@@ -25,12 +25,14 @@ class Scheduler:
         self._metrics = metrics
         self.waiting = WaitingQueue()
         self.running = 0
-        self._inflight_batches = 0
+        # Batches handed to the worker and not yet answered, by identity.
+        self._inflight: dict[int, list[Entry]] = {}
         self._max_inflight = 1
         self._wake = asyncio.Event()
         self._worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._stop_error = EngineUnavailable("The server is shutting down.")
 
     def start(self, worker: Worker, max_inflight_batches: int) -> None:
         self._worker = worker
@@ -40,10 +42,7 @@ class Scheduler:
     def enqueue(self, entries: list[Entry]) -> None:
         if self._stopped:
             # A request that finished tokenizing after stop(): nothing will take it any more.
-            error = EngineUnavailable("The server is shutting down.")
-            for entry in entries:
-                if not entry.future.done():
-                    entry.future.set_exception(error)
+            _fail(entries, self._stop_error)
             return
         now = time.perf_counter()
         for entry in entries:
@@ -53,7 +52,8 @@ class Scheduler:
 
     def complete(self, batch: list[Entry], outcome: Outcome) -> None:
         """Called on the loop (via call_soon_threadsafe) when the worker is done with a batch."""
-        self._inflight_batches -= 1
+        if self._inflight.pop(id(batch), None) is None:
+            return  # already failed by worker_died()
         self.running -= len(batch)
         now = time.perf_counter()
         if isinstance(outcome, BaseException):
@@ -73,6 +73,18 @@ class Scheduler:
                     entry.future.set_result(row)
         self._wake.set()
 
+    def worker_died(self, error: EngineUnavailable) -> None:
+        """Fail everything in flight and waiting; take nothing more."""
+        self._stopped = True
+        self._stop_error = error
+        for batch in self._inflight.values():
+            _fail(batch, error)
+            self.running -= len(batch)
+        self._inflight.clear()
+        _fail(self.waiting.drain(), error)
+        if self._task is not None:
+            self._task.cancel()
+
     async def stop(self) -> None:
         """Stop taking batches and fail whatever still waits."""
         self._stopped = True
@@ -81,16 +93,13 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        error = EngineUnavailable("The server is shutting down.")
-        for entry in self.waiting.drain():
-            if not entry.future.done():
-                entry.future.set_exception(error)
+        _fail(self.waiting.drain(), self._stop_error)
 
     async def _run(self) -> None:
         cfg = self._config
         assert self._worker is not None
         while True:
-            if not self.waiting or self._inflight_batches >= self._max_inflight:
+            if not self.waiting or len(self._inflight) >= self._max_inflight:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -109,6 +118,12 @@ class Scheduler:
                 entry.started_at = now
                 real += entry.length
             self._metrics.observe_batch(len(batch), real, len(batch) * max(e.length for e in batch))
-            self._inflight_batches += 1
+            self._inflight[id(batch)] = batch
             self.running += len(batch)
             self._worker.submit(batch)
+
+
+def _fail(entries: list[Entry], error: BaseException) -> None:
+    for entry in entries:
+        if not entry.future.done():
+            entry.future.set_exception(error)

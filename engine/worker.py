@@ -23,6 +23,9 @@ logger = logging.getLogger("classifyd.worker")
 
 Outcome = list[list[float]] | BaseException
 DoneCallback = Callable[[list[Entry], Outcome], None]
+# Called with each batch's token ids just before its forward; raising fails that batch as the
+# model would. Tests use it to inject failures and out-of-memory errors.
+FaultHook = Callable[[list[list[int]]], None]
 
 _STOP = object()
 
@@ -33,10 +36,15 @@ class Worker:
         runner_factory: Callable[[], ModelRunner],
         loop: asyncio.AbstractEventLoop,
         on_done: DoneCallback,
+        on_dead: Callable[[BaseException], None],
+        fault_hook: FaultHook | None = None,
     ) -> None:
         self._runner_factory = runner_factory
         self._loop = loop
         self._on_done = on_done
+        self._on_dead = on_dead
+        self._fault_hook = fault_hook
+        self._stopping = False
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loaded: Future[ModelInfo] = Future()
         self._thread = threading.Thread(target=self._run, name="classifyd-worker", daemon=True)
@@ -55,6 +63,7 @@ class Worker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Let the batches already submitted finish, then end the thread."""
+        self._stopping = True
         if self._thread.is_alive():
             self._inbox.put(_STOP)
             self._thread.join(timeout)
@@ -69,6 +78,12 @@ class Worker:
         self._loaded.set_result(info)
         try:
             self._serve(runner)
+        except BaseException as exc:
+            # Not a failing batch (those are caught per batch): the thread itself is going.
+            # Tell the engine, so waiting requests fail now and health turns 503.
+            logger.critical("the model worker died: %r", exc)
+            if not self._stopping:
+                self._call_loop(self._on_dead, exc)
         finally:
             runner.close()
 
@@ -89,10 +104,13 @@ class Worker:
             if item is not None:
                 batch: list[Entry] = item
                 try:
-                    launched = (batch, runner.launch([e.ids for e in batch], _type_ids(batch)))
+                    launched = (batch, self._launch(runner, batch))
                 except Exception as exc:
-                    logger.exception("forward failed on a batch of %d", len(batch))
-                    self._hand_back(batch, exc)
+                    if pending is not None:
+                        # Let the batch in flight finish first: it holds device memory.
+                        self._collect(runner, *pending)
+                        pending = None
+                    self._hand_back(batch, self._recover(runner, batch, exc))
             if pending is not None:
                 self._collect(runner, *pending)
                 pending = None
@@ -102,20 +120,56 @@ class Worker:
                 else:
                     self._collect(runner, *launched)
 
+    def _launch(self, runner: ModelRunner, batch: list[Entry]) -> Any:
+        ids = [e.ids for e in batch]
+        if self._fault_hook is not None:
+            self._fault_hook(ids)
+        return runner.launch(ids, _type_ids(batch))
+
     def _collect(self, runner: ModelRunner, batch: list[Entry], handle: Any) -> None:
         try:
             outcome: Outcome = runner.finish(handle)
         except Exception as exc:
-            logger.exception("forward failed on a batch of %d", len(batch))
-            outcome = exc
+            outcome = self._recover(runner, batch, exc)
         self._hand_back(batch, outcome)
 
+    def _recover(self, runner: ModelRunner, batch: list[Entry], exc: Exception) -> Outcome:
+        """A failed forward: out of memory is retried in halves; anything else fails."""
+        if not _is_out_of_memory(exc) or len(batch) == 1:
+            logger.error("forward failed on a batch of %d: %r", len(batch), exc)
+            return exc
+        logger.warning("out of memory on a batch of %d; retrying in halves", len(batch))
+        half = len(batch) // 2
+        rows: list[list[float]] = []
+        for part in (batch[:half], batch[half:]):
+            try:
+                outcome: Outcome = runner.finish(self._launch(runner, part))
+            except Exception as inner:
+                outcome = self._recover(runner, part, inner)
+            if isinstance(outcome, BaseException):
+                return outcome
+            rows.extend(outcome)
+        return rows
+
     def _hand_back(self, batch: list[Entry], outcome: Outcome) -> None:
+        self._call_loop(self._on_done, batch, outcome)
+
+    def _call_loop(self, callback: Callable[..., None], *args: Any) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._on_done, batch, outcome)
+            self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:
             # The loop is closed: nobody is left to answer.
-            logger.warning("event loop closed; dropping the result of a batch of %d", len(batch))
+            logger.warning("event loop closed; dropping a worker result")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # torch.cuda.OutOfMemoryError, or the CPU allocator's RuntimeError; matched by name and
+    # text so this module needs no torch import.
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in str(exc).lower()
+    )
 
 
 def _type_ids(batch: list[Entry]) -> list[list[int]] | None:

@@ -17,10 +17,18 @@ from server.state import AppState, state_of
 
 
 async def health(request: Request) -> Response:
-    """Liveness for orchestrators: 200 once the model is loaded and the worker alive."""
+    """Liveness: 200 while the model is loaded and its worker alive (draining included), so
+    an orchestrator restarts the pod only when it is really broken."""
+    if state_of(request).engine.alive:
+        return Response(status_code=200)
+    return error_response(503, "ServiceUnavailableError", "The model worker is not running.")
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: 200 while accepting work; 503 from the moment a drain begins."""
     if state_of(request).engine.ready:
         return Response(status_code=200)
-    return error_response(503, "ServiceUnavailableError", "The engine is not ready.")
+    return error_response(503, "ServiceUnavailableError", "Not accepting work.")
 
 
 async def models(request: Request) -> Response:

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.errors import error_response
 
 # Probes and scrapers must work without a key: orchestrators and Prometheus don't carry one.
-OPEN_PATHS = frozenset({"/health", "/ping", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/metrics"})
 
 
 class ApiKeyMiddleware:

@@ -99,10 +99,15 @@ def document() -> dict[str, Any]:
             }
         }
     probe = {
-        "summary": "Ready: 200 once the model is loaded and the worker alive.",
+        "summary": "Ready: 200 while accepting work; 503 once a drain begins.",
         "responses": {"200": {"description": "Ready"}, **_errors(["503"])},
     }
-    paths["/health"] = {"get": probe}
+    live = {
+        "summary": "Live: 200 while the model worker runs (draining included).",
+        "responses": {"200": {"description": "Live"}, **_errors(["503"])},
+    }
+    paths["/health"] = {"get": live}
+    paths["/ready"] = {"get": probe}
     paths["/ping"] = {"get": probe, "post": probe}
     paths["/metrics"] = {
         "get": {

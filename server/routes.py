@@ -19,8 +19,9 @@ routes = [
     Route("/v1/rerank", endpoint(scoring.rerank), methods=["POST"]),
     Route("/tokenize", endpoint(meta.tokenize), methods=["POST"]),
     Route("/health", meta.health, methods=["GET"]),
-    # SageMaker's probe: the same answer as /health.
-    Route("/ping", meta.health, methods=["GET", "POST"]),
+    Route("/ready", meta.ready, methods=["GET"]),
+    # SageMaker's probe: is the container able to take work.
+    Route("/ping", meta.ready, methods=["GET", "POST"]),
     Route("/v1/models", meta.models, methods=["GET"]),
     Route("/version", meta.version, methods=["GET"]),
     Route("/info", meta.info, methods=["GET"]),

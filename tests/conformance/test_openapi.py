@@ -25,6 +25,7 @@ ROUTES = {
     "/v1/rerank": {"post"},
     "/tokenize": {"post"},
     "/health": {"get"},
+    "/ready": {"get"},
     "/ping": {"get", "post"},
     "/version": {"get"},
     "/v1/models": {"get"},
