@@ -37,12 +37,21 @@ async def run(
 
 
 def timing_headers(call: Call, result: ClassifyResult) -> dict[str, str]:
+    """The x-*-time headers; also records the request's figures for its log line."""
+    call.prompts = len(result.prompt_tokens)
+    call.tokens = sum(result.prompt_tokens)
+    call.timings = {
+        "tokenize": round(result.tokenize_s * 1000, 3),
+        "queue": round(result.queue_s * 1000, 3),
+        "inference": round(result.inference_s * 1000, 3),
+        "total": round(result.total_s * 1000, 3),
+    }
     return {
         "x-request-id": call.request_id,
-        "x-tokenization-time": f"{result.tokenize_s * 1000:.3f}",
-        "x-queue-time": f"{result.queue_s * 1000:.3f}",
-        "x-inference-time": f"{result.inference_s * 1000:.3f}",
-        "x-total-time": f"{result.total_s * 1000:.3f}",
+        "x-tokenization-time": f"{call.timings['tokenize']:.3f}",
+        "x-queue-time": f"{call.timings['queue']:.3f}",
+        "x-inference-time": f"{call.timings['inference']:.3f}",
+        "x-total-time": f"{call.timings['total']:.3f}",
     }
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from engine import EngineConfig
@@ -62,6 +61,15 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
     return value
+
+
+def _import_hook(text: str) -> Callable[[list[list[int]]], None]:
+    module, _, name = text.partition(":")
+    try:
+        hook: Callable[[list[list[int]]], None] = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot import {text!r}: {exc}") from exc
+    return hook
 
 
 def _tokens(text: str) -> tuple[str, ...]:
@@ -167,6 +175,39 @@ def _serve_parser(sub: Any) -> None:
     )
     _add(p, "tokenizer-workers", "tokenizer threads", 1, int)
     _add(p, "log-level", "logging level", "info", choices=["debug", "info", "warning", "error"])
+    _add(p, "log-format", "log lines as text or JSON", "text", choices=["text", "json"])
+    _add(
+        p,
+        "request-timeout",
+        "seconds a request may wait for its answer; then 503 and its queued work is dropped",
+        None,
+        float,
+    )
+    _add(p, "max-waiting-tokens", "tokens allowed to wait in the queue; more is a 429", None, int)
+    _add(
+        p,
+        "shutdown-timeout",
+        "seconds a SIGTERM drain waits for admitted work before exiting",
+        30.0,
+        float,
+    )
+    _add(
+        p,
+        "max-inflight-batches",
+        "batches handed to the model worker at once (default: 2 on a GPU, 1 on CPU)",
+        None,
+        int,
+    )
+    _add(
+        p,
+        "fault-hook",
+        "for chaos tests: module:function called with each batch's token ids before its "
+        "forward; what it raises fails that batch",
+        None,
+        _import_hook,
+    )
+    _add(p, "batch-scan", "waiting prompts looked at to group similar lengths; 1: FIFO", 256, int)
+    _add(p, "padding-slack", "padded tokens ≤ (1 + slack) × real tokens per batch", 0.15, float)
 
 
 def _engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -185,6 +226,12 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         hf_overrides=args.hf_overrides,
         convert=args.convert,
         classifier_from_tokens=args.classifier_from_tokens or (),
+        request_timeout=args.request_timeout,
+        max_waiting_tokens=args.max_waiting_tokens,
+        max_inflight_batches=args.max_inflight_batches,
+        batch_scan=args.batch_scan,
+        padding_slack=args.padding_slack,
+        fault_hook=args.fault_hook,
     )
 
 
@@ -194,9 +241,9 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from server import logs, runtime
+
+    logs.configure(args.log_level, args.log_format)
     if args.model is None:
         from engine.default_model import DEFAULT_MODEL_NAME, DefaultModelError, ensure_default_model
 
@@ -216,43 +263,16 @@ def serve(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail(str(exc))
-    return _run(_serve(config, settings, args.host, args.port, args.log_level))
-
-
-def _run(main: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-async def _serve(
-    config: EngineConfig, settings: ServerConfig, host: str, port: int, log_level: str
-) -> int:
-    import uvicorn
-
-    from engine import Engine, ModelLoadError
-    from server.app import create_app
-
-    # The engine starts before uvicorn so a model that cannot load stops the start with one
-    # sentence, instead of a traceback from inside the ASGI lifespan.
-    engine = Engine(config)
-    try:
-        await engine.start()
-    except (ModelLoadError, ValueError) as exc:
-        await engine.stop()
-        return _fail(getattr(exc, "message", str(exc)), 1)
-    try:
-        app = create_app(config, settings, engine=engine)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+    return runtime.run(
+        runtime.serve(
+            config,
+            settings,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            shutdown_timeout=args.shutdown_timeout,
         )
-        await server.serve()
-        return 0 if server.started else 1
-    finally:
-        await engine.stop()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server.errors import ApiError, bad_request, not_found, to_response
+from server.logs import ACCESS
 from server.state import AppState, state_of
 
 
 @dataclass
 class Call:
-    """One request's identity, filled in as the handler learns it (a body may name its id)."""
+    """One request's identity and figures, filled in as the handler learns them."""
 
     request_id: str
+    prompts: int = 0
+    tokens: int = 0
+    # Milliseconds by phase, as in the x-*-time headers.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def adopt(self, request_id: str | None, rid: str | None = None) -> None:
         """Take the body's id (`request_id`, else `rid`) over the header's."""
-        for field, value in (("request_id", request_id), ("rid", rid)):
+        for name, value in (("request_id", request_id), ("rid", rid)):
             if value:
                 # It is echoed in a header: refuse what a header cannot carry.
                 if len(value) > 256 or not value.isascii() or not value.isprintable():
                     raise bad_request(
-                        f"`{field}` must be printable ASCII of at most 256 characters.", field
+                        f"`{name}` must be printable ASCII of at most 256 characters.", name
                     )
                 self.request_id = value
                 return
@@ -41,6 +47,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     cancel the work when the client disconnects, count the outcome."""
 
     async def route(request: Request) -> Response:
+        began = time.perf_counter()
         state = state_of(request)
         call = Call(request.headers.get("x-request-id") or uuid.uuid4().hex)
         try:
@@ -52,6 +59,21 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         status = response.status_code
         outcome = "success" if status < 400 else "cancelled" if status == 499 else "error"
         state.engine.metrics.requests.labels(outcome, str(status)).inc()
+        ACCESS.info(
+            "%s %s %d",
+            request.method,
+            request.url.path,
+            status,
+            extra={
+                "request_id": call.request_id,
+                "status": status,
+                "path": request.url.path,
+                "prompts": call.prompts,
+                "tokens": call.tokens,
+                "ms": round((time.perf_counter() - began) * 1000, 3),
+                **{f"{phase}_ms": value for phase, value in call.timings.items()},
+            },
+        )
         return response
 
     return route
