@@ -226,16 +226,17 @@ class Engine:
         start = time.perf_counter()
         ids, type_ids = await self._encode(prompts, options)
         tokenized = time.perf_counter()
+        bound = self.config.max_waiting_tokens
+        waiting_tokens = self._scheduler.waiting.tokens
+        if bound is not None and waiting_tokens + sum(map(len, ids)) > bound:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise Overloaded.queue_full(sum(map(len, ids)), waiting_tokens, bound)
         loop = asyncio.get_running_loop()
         entries = [
             Entry(row, loop.create_future(), options.priority,
                   type_ids=None if type_ids is None else type_ids[i])
             for i, row in enumerate(ids)
         ]  # fmt: skip
-        bound = self.config.max_waiting_tokens
-        if bound is not None and self._scheduler.waiting.tokens + sum(map(len, ids)) > bound:
-            self.metrics.rejected.labels("queue_full").inc()
-            raise Overloaded(len(ids), self._admitted, self.config.max_concurrent_requests)
         for entry in entries:
             entry.siblings = entries
         self._scheduler.enqueue(entries)

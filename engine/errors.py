@@ -42,6 +42,16 @@ class Overloaded(EngineError):
         self.in_flight = in_flight
         self.limit = limit
 
+    @classmethod
+    def queue_full(cls, tokens: int, waiting: int, limit: int) -> Overloaded:
+        error = cls(tokens, waiting, limit)
+        error.message = (
+            f"The waiting queue is full ({waiting} tokens waiting, limit {limit}; this request "
+            f"adds {tokens}). Retry shortly."
+        )
+        error.args = (error.message,)
+        return error
+
 
 class EngineUnavailable(EngineError):
     """The engine is not started, is shutting down, or its worker died."""
