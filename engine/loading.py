@@ -55,6 +55,10 @@ def load_config(cfg: EngineConfig) -> Any:
 
 def load_classifier(cfg: EngineConfig, dtype: Any) -> Any:
     """The model as a *ForSequenceClassification, with trained head weights."""
+    from transformers.utils import logging as hf_logging
+
+    # A server's start-up log is ours; the library's per-shard progress bars are noise there.
+    hf_logging.disable_progress_bar()
     hf_config = load_config(cfg)
     if cfg.convert == "classify":
         return _convert_causal_lm(cfg, hf_config, dtype)
