@@ -86,6 +86,8 @@ class TransformersRunner:
         self._model: Any = None
         self._device: Any = None
         self._pad_id = 0
+        # True when the model has no pad token of its own (see launch()).
+        self._free_pad = False
         self._takes_type_ids = False
         self._streams: tuple[Any, Any] | None = None
 
@@ -99,9 +101,10 @@ class TransformersRunner:
         model = load_classifier(self._config, dtype)
         model.eval()
         model.to(device)
-        # Decoder heads find each row's last real token by pad_token_id; models shipped
-        # without one pad with their end token, as vLLM and the HF docs do.
-        if model.config.pad_token_id is None:
+        # Decoder heads find each row's last real token by pad_token_id. A model shipped
+        # without one pads with its end token, unless a prompt holds that token (see launch()).
+        self._free_pad = model.config.pad_token_id is None
+        if self._free_pad:
             eos = model.config.eos_token_id
             model.config.pad_token_id = eos[0] if isinstance(eos, list) else eos
         self._pad_id = int(model.config.pad_token_id or 0)
@@ -129,6 +132,14 @@ class TransformersRunner:
 
         width = max(len(row) for row in ids)
         pad = self._pad_id
+        if self._free_pad:
+            # Alone, such a model reads the last token whatever it is; padded, the head skips
+            # every pad id, so a prompt ending in the end token would be read one token early.
+            # Pad with an id no prompt of this batch holds. Only this thread reads the config.
+            used = {t for row in ids for t in row}
+            if pad in used:
+                pad = next(i for i in range(len(used) + 1) if i not in used)
+            self._model.config.pad_token_id = pad
         # Right padding: exact for absolute-position encoders and rotary decoders alike
         # (see MODELS.md); the decoder heads pick the last real token by pad_token_id.
         input_ids = torch.tensor([[*row, *([pad] * (width - len(row)))] for row in ids])
