@@ -17,7 +17,9 @@ class WaitingQueue:
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, Entry]] = []
         self._arrivals = 0
-        # Tokens of the prompts in the queue (cancelled ones included until they are dropped).
+        # Prompts and tokens that still count: abandoned ones are forgotten at once, though
+        # they leave the heap only when a batch is taken.
+        self.live = 0
         self.tokens = 0
 
     def __len__(self) -> int:
@@ -34,8 +36,15 @@ class WaitingQueue:
 
     def pop(self) -> Entry:
         entry = heapq.heappop(self._heap)[2]
-        self.tokens -= entry.length
+        self.forget(entry)
         return entry
+
+    def forget(self, entry: Entry) -> None:
+        """Stop counting an entry (it left, or its request gave up while it waited)."""
+        if entry.queued:
+            entry.queued = False
+            self.live -= 1
+            self.tokens -= entry.length
 
     def drain(self) -> list[Entry]:
         """Remove and return everything, in run order (used at shutdown)."""
@@ -45,7 +54,10 @@ class WaitingQueue:
     def _insert(self, entry: Entry) -> None:
         # seq is unique, so the tuple comparison never reaches the Entry itself.
         heapq.heappush(self._heap, (entry.priority, entry.seq, entry))
-        self.tokens += entry.length
+        if not entry.queued:
+            entry.queued = True
+            self.live += 1
+            self.tokens += entry.length
 
 
 def take_batch(

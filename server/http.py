@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from server.errors import ApiError, bad_request, not_found, to_response
@@ -54,8 +54,12 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             # The whole body first: the disconnect watcher must only ever see the disconnect.
             body = await read_body(request, state.config.max_body_bytes)
             response = await until_disconnect(request, handler(body, state, call))
+        except ClientDisconnect:
+            # The client went away while sending its body: nobody to answer.
+            response = Response(status_code=499)
         except Exception as exc:
             response = to_response(exc, call.request_id)
+        response.headers.setdefault("x-request-id", call.request_id)
         status = response.status_code
         outcome = "success" if status < 400 else "cancelled" if status == 499 else "error"
         state.engine.metrics.requests.labels(outcome, str(status)).inc()

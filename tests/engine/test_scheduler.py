@@ -22,6 +22,7 @@ from engine import (
     EngineConfig,
     EngineUnavailable,
     InferenceError,
+    InvalidInput,
     Overloaded,
 )
 from tests.fakes import FakeRunner, fake_logits
@@ -298,7 +299,8 @@ async def test_admission_refuses_at_once_over_the_limit(bert_dir: Path) -> None:
 async def test_request_larger_than_the_limit_is_always_refused(bert_dir: Path) -> None:
     fake = FakeRunner()
     async with serving(bert_dir, fake, max_concurrent_requests=2) as engine:
-        with pytest.raises(Overloaded):
+        # It could never be admitted, so it is a client error (400), not a retryable 429.
+        with pytest.raises(InvalidInput, match="max-concurrent-requests"):
             await asyncio.wait_for(engine.classify([[1], [2], [3]], OPTS), 1.0)
         assert admitted(engine) == 0
         assert fake.batches == []
