@@ -11,9 +11,11 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 def default_num_threads() -> int:
-    # Leave the event loop (HTTP parsing, tokenizing, JSON) a core when there is more than one.
+    # Leave the event loop (HTTP parsing, tokenizing, JSON) a core when there are more than
+    # two. On two cores, measured with bench/ (bench/README.md), two torch threads beat one
+    # at every load point, event loop and all, so both are used.
     cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+    return cores if cores <= 2 else cores - 1
 
 
 @dataclass(frozen=True)
