@@ -9,8 +9,10 @@ transformers' lazy imports never race and the first servers answer while later o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import math
 import os
 import socket
 import subprocess
@@ -153,3 +155,41 @@ def spread(rows: Sequence[Sequence[float]]) -> float:
 def probs_of(response: httpx.Response) -> list[list[float]]:
     assert response.status_code == 200, response.text
     return [d["probs"] for d in response.json()["data"]]
+
+
+def softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    exps = [math.exp(x - top) for x in row]
+    return [e / sum(exps) for e in exps]
+
+
+async def three_ways(
+    url: str, texts: list[str], chunks: tuple[int, ...], timeout: float = 120
+) -> dict[str, list[list[float]]]:
+    """The texts as one request, as concurrent singles, and in concurrent mixed sizes."""
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+
+        async def classify(chunk: list[str]) -> list[list[float]]:
+            return probs_of(await client.post("/classify", json={"input": chunk}))
+
+        whole = await classify(texts)
+        singles = await asyncio.gather(*(classify([t]) for t in texts))
+        parts, start = [], 0
+        for size in chunks:
+            parts.append(texts[start : start + size])
+            start += size
+        assert start == len(texts)
+        mixed = await asyncio.gather(*(classify(c) for c in parts))
+    return {
+        "one request": whole,
+        "concurrent singles": [row for rows in singles for row in rows],
+        "concurrent mixed sizes": [row for rows in mixed for row in rows],
+    }
+
+
+def assert_matches(
+    got: dict[str, list[list[float]]], want: list[list[float]], tol: float = 1e-5
+) -> None:
+    for way, rows in got.items():
+        diff = max_abs_diff(rows, want)
+        assert diff <= tol, f"{way}: max |Δprob| = {diff:.2e} > {tol}"

