@@ -247,7 +247,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.model is None:
         from engine.default_model import DEFAULT_MODEL_NAME, DefaultModelError, ensure_default_model
 
-        # The built-in default: built once (a few minutes), then served from the cache.
+        # The built-in default: built once (training; see the README), then served from the cache.
         try:
             args.model = str(ensure_default_model(progress=True))
         except DefaultModelError as exc:
