@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Quantization = Literal["none", "int8"]
 
 
 def default_num_threads() -> int:
@@ -24,6 +25,9 @@ class EngineConfig:
     served_model_names: tuple[str, ...] = ()
     device: str = "auto"
     dtype: Dtype = "auto"
+    # "int8": dynamic int8 quantization of the Linear layers (CPU only; opt-in, as it moves
+    # probabilities by ~1e-3, see bench/precision.py). "none": the weights as loaded.
+    quantization: Quantization = "none"
     # Padded tokens per forward: len(batch) × longest prompt in it.
     max_batch_tokens: int = 16384
     max_num_seqs: int = 256
@@ -84,6 +88,8 @@ class EngineConfig:
             raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype}")
+        if self.quantization not in ("none", "int8"):
+            raise ValueError(f"quantization must be none or int8, got {self.quantization}")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
 from engine.loading import first_line, load_classifier
+from engine.quantize import quantize_int8
 
 logger = logging.getLogger("classifyd.runner")
 
@@ -37,6 +38,8 @@ class ModelInfo:
     device: str
     model_type: str
     architecture: str
+    # "int8" when the Linear layers were quantized at load (engine/quantize.py), else "none".
+    quantization: str = "none"
 
     @property
     def num_labels(self) -> int:
@@ -101,6 +104,8 @@ class TransformersRunner:
         model = load_classifier(self._config, dtype)
         model.eval()
         model.to(device)
+        if self._config.quantization == "int8":
+            model = quantize_int8(model, device, dtype)
         # Decoder heads find each row's last real token by pad_token_id. A model shipped
         # without one pads with its end token, unless a prompt holds that token (see launch()).
         self._free_pad = model.config.pad_token_id is None
@@ -123,6 +128,7 @@ class TransformersRunner:
             device=str(device),
             model_type=str(model.config.model_type),
             architecture=type(model).__name__,
+            quantization=self._config.quantization,
         )
         self._warm_up(info)
         return info

@@ -47,3 +47,5 @@ class Info(msgspec.Struct):
     dtype: str
     device: str
     limits: Limits
+    # "int8" when served with --quantization int8 (dynamic, Linear layers), else "none".
+    quantization: str = "none"

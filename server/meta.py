@@ -76,6 +76,7 @@ async def info(request: Request) -> Response:
                 max_client_batch_size=state.config.max_client_batch_size,
                 max_body_bytes=state.config.max_body_bytes,
             ),
+            quantization=model.quantization,
         )
     )
 
