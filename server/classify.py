@@ -7,9 +7,9 @@ import time
 from starlette.responses import Response
 
 from engine import ClassifyOptions, ClassifyResult, Prompts
+from engine.activation import Activation, activate, argmax
 from protocol.classify import ClassifyData, ClassifyResponse, Usage
 from protocol.codec import classify_decoder, decode
-from server.activation import Activation, activate, argmax
 from server.errors import bad_request
 from server.http import Call, check_model
 from server.prompts import activation_of, options_of, prompts_of

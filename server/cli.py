@@ -1,4 +1,5 @@
-"""`classifyd serve | build-default`: flags, each also settable as a CLASSIFYD_* variable."""
+"""`classifyd serve | classify | build-default`: flags, each also settable as a CLASSIFYD_*
+variable."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ def _add(
     help_text: str,
     default: Any = None,
     type_: Callable[[str], Any] = str,
+    short: str | None = None,
     **kwargs: Any,
 ) -> None:
-    """Add --name, defaulting to $CLASSIFYD_NAME, then `default`; --help shows both."""
+    """Add --name (and `short`, e.g. -o), defaulting to $CLASSIFYD_NAME, then `default`;
+    --help shows both."""
     env = _env(name)
     raw = os.environ.get(env)
     value = default
@@ -36,6 +39,7 @@ def _add(
         value = [v for v in raw.split(",") if v] if listed else type_(raw)
     shown = "none" if default is None else default
     parser.add_argument(
+        *([short] if short else []),
         f"--{name}",
         default=value,
         type=type_,
@@ -76,28 +80,8 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t in text.split(",") if t)
 
 
-def _serve_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "serve",
-        help="serve a sequence-classification model over HTTP",
-        description="Serve a Hugging Face sequence-classification model with the vLLM "
-        "(/classify) and SGLang (/v1/classify) APIs.",
-    )
-    _add(
-        p,
-        "model",
-        "local model directory (config.json, weights, tokenizer); without it, the built-in "
-        "sentiment model classifyd/minilm-sentiment, built on first use",
-    )
-    _add(
-        p,
-        "served-model-name",
-        "names clients may send as `model`; the first is echoed in responses "
-        "(default: the --model value)",
-        nargs="+",
-    )
-    _add(p, "host", "address to listen on", "127.0.0.1")
-    _add(p, "port", "port to listen on", 8000, int)
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    """The model and how it runs: the same flags for `serve` and for `classify`."""
     _add(p, "device", "auto, cpu, cuda or cuda:N; auto picks CUDA when present", "auto")
     _add(
         p,
@@ -105,6 +89,14 @@ def _serve_parser(sub: Any) -> None:
         "weights and compute dtype; auto is bfloat16 (or float16) on a GPU, float32 on CPU",
         "auto",
         choices=["auto", "float32", "bfloat16", "float16"],
+    )
+    _add(
+        p,
+        "quantization",
+        "int8: dynamic int8 quantization of the Linear layers (CPU, float32 only); faster, "
+        "but probabilities move (mean 2e-2 on the default model; bench/precision.py)",
+        "none",
+        choices=["none", "int8"],
     )
     _add(p, "max-batch-tokens", "padded tokens per forward (prompts × longest)", 16384, int)
     _add(p, "max-num-seqs", "prompts per forward", 256, int)
@@ -115,31 +107,6 @@ def _serve_parser(sub: Any) -> None:
         "(default: the model's limit)",
         None,
         int,
-    )
-    _add(
-        p,
-        "max-concurrent-requests",
-        "prompts admitted and not yet answered; more get 429 at once",
-        1024,
-        int,
-    )
-    _add(
-        p,
-        "api-key",
-        "accepted bearer key; repeat for several (env: comma-separated); every route but "
-        "/health, /ping and /metrics then needs `Authorization: Bearer <key>`",
-        action="append",
-    )
-    _add(p, "max-client-batch-size", "inputs per request; more is a 400", 512, int)
-    _add(p, "max-body-bytes", "request body limit in bytes; more is a 413", 8 * 1024 * 1024, int)
-    _add(
-        p,
-        "auto-truncate",
-        "truncate over-long prompts to the maximum length instead of refusing them",
-        False,
-        _flag,
-        nargs="?",
-        const=True,
     )
     _add(p, "num-threads", "torch CPU threads", default_num_threads(), int)
     _add(
@@ -174,6 +141,56 @@ def _serve_parser(sub: Any) -> None:
         _tokens,
     )
     _add(p, "tokenizer-workers", "tokenizer threads", 1, int)
+
+
+def _serve_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve a sequence-classification model over HTTP",
+        description="Serve a Hugging Face sequence-classification model with the vLLM "
+        "(/classify) and SGLang (/v1/classify) APIs.",
+    )
+    _add(
+        p,
+        "model",
+        "local model directory (config.json, weights, tokenizer); without it, the built-in "
+        "sentiment model classifyd/minilm-sentiment, built on first use",
+    )
+    _add(
+        p,
+        "served-model-name",
+        "names clients may send as `model`; the first is echoed in responses "
+        "(default: the --model value)",
+        nargs="+",
+    )
+    _add(p, "host", "address to listen on", "127.0.0.1")
+    _add(p, "port", "port to listen on", 8000, int)
+    _engine_flags(p)
+    _add(
+        p,
+        "max-concurrent-requests",
+        "prompts admitted and not yet answered; more get 429 at once",
+        1024,
+        int,
+    )
+    _add(
+        p,
+        "api-key",
+        "accepted bearer key; repeat for several (env: comma-separated); every route but "
+        "/health, /ping and /metrics then needs `Authorization: Bearer <key>`",
+        action="append",
+    )
+    _add(p, "max-client-batch-size", "inputs per request; more is a 400", 512, int)
+    _add(p, "max-body-bytes", "request body limit in bytes; more is a 413", 8 * 1024 * 1024, int)
+    _add(
+        p,
+        "auto-truncate",
+        "truncate over-long prompts to the maximum length instead of refusing them",
+        False,
+        _flag,
+        nargs="?",
+        const=True,
+    )
     _add(p, "log-level", "logging level", "info", choices=["debug", "info", "warning", "error"])
     _add(p, "log-format", "log lines as text or JSON", "text", choices=["text", "json"])
     _add(
@@ -216,6 +233,7 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         served_model_names=tuple(args.served_model_name or ()),
         device=args.device,
         dtype=args.dtype,
+        quantization=args.quantization,
         max_batch_tokens=args.max_batch_tokens,
         max_num_seqs=args.max_num_seqs,
         max_model_len=args.max_model_len,
@@ -275,10 +293,104 @@ def serve(args: argparse.Namespace) -> int:
     )
 
 
+def _classify_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "classify",
+        help="classify a file of texts (or stdin) offline, or through a server with --url",
+        description="Classify every row of INPUT and write one result row per text, in input "
+        "order: locally with --model (the server's engine, no HTTP), or on a running server "
+        "with --url. Bad rows are reported with their line numbers and skipped; an "
+        "interrupted run continues with --resume. Exit status: 0 done (bad rows reported), "
+        "1 stopped by an error (resumable), 2 bad usage, 3 done with bad rows under "
+        "--fail-on-bad-rows, 130 interrupted (resumable).",
+    )
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="text (one per line), .jsonl or .csv/.tsv file (.gz too), or - for stdin",
+    )
+    _add(p, "output", "output file, .jsonl or .csv/.tsv (default: JSONL on stdout)", short="-o")
+    _add(p, "format", "input format (default: by extension; text for stdin)", None,
+         choices=["text", "jsonl", "csv"])  # fmt: skip
+    _add(p, "field", "JSONL: the field holding the text", "text")
+    _add(p, "id-field", "JSONL: the field holding each row's id (default: the line number)")
+    _add(p, "column", "CSV: the column holding the text", "text")
+    _add(p, "id-column", "CSV: the column holding each row's id (default: the line number)")
+    _add(p, "delimiter", "CSV input delimiter (default: tab for .tsv, else comma)")
+    _add(p, "output-format", "output format (default: by -o extension, else jsonl)", None,
+         choices=["jsonl", "csv"])  # fmt: skip
+    _add(p, "include-text", "also write each row's text", False, _flag, nargs="?", const=True)
+    _add(
+        p,
+        "resume",
+        "the output exists: skip the ids it holds, drop a last row cut short, append the rest",
+        False,
+        _flag,
+        nargs="?",
+        const=True,
+    )
+    _add(p, "overwrite", "the output exists: start it over", False, _flag, nargs="?", const=True)
+    _add(p, "errors", "also write bad rows (line, id, error) to this JSONL file")
+    _add(
+        p,
+        "fail-on-bad-rows",
+        "exit 3 instead of 0 when some rows were bad",
+        False,
+        _flag,
+        nargs="?",
+        const=True,
+    )
+    _add(p, "progress", "progress bar on stderr; auto: when stderr is a terminal", "auto",
+         choices=["auto", "always", "never"])  # fmt: skip
+    _add(
+        p,
+        "batch-size",
+        "texts per engine call, or per request with --url (at most the server's "
+        "--max-client-batch-size)",
+        64,
+        int,
+    )
+    _add(
+        p,
+        "url",
+        "classify on the classifyd (or vLLM) server at this URL instead of loading a model",
+    )
+    _add(p, "api-key", "with --url: bearer key to send (env: the first of a comma list)")
+    _add(p, "served-model-name", "with --url: the model name to ask for (default: the server's)")
+    _add(p, "max-in-flight", "with --url: requests at once", 4, int)
+    _add(p, "timeout", "with --url: seconds to wait for one answer", 120.0, float)
+    _add(p, "max-retries", "with --url: retries of a request refused (429, 503) or lost", 8, int)
+    _add(
+        p,
+        "model",
+        "local model directory, or `default`: the built-in sentiment model "
+        "classifyd/minilm-sentiment, also when not given (ignored with --url)",
+    )
+    _engine_flags(p)
+    _add(p, "max-concurrent-requests", "texts handed to the engine at once", 1024, int)
+    _add(
+        p,
+        "auto-truncate",
+        "truncate over-long texts to the maximum length instead of reporting them as bad rows",
+        False,
+        _flag,
+        nargs="?",
+        const=True,
+    )
+    _add(p, "truncate-prompt-tokens", "keep at most this many tokens of each text", None, int)
+    _add(p, "truncation-side", "left or right (default: the tokenizer's)", None,
+         choices=["left", "right"])  # fmt: skip
+    _add(p, "use-activation", "false: raw logits instead of probabilities", True, _flag,
+         nargs="?", const=True)  # fmt: skip
+    _add(p, "log-level", "logging level", "warning",
+         choices=["debug", "info", "warning", "error"])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="classifyd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _classify_parser(sub)
     sub.add_parser(
         "build-default",
         help="build the built-in sentiment model into the cache (run by serve on first use)",
@@ -293,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "classify":
+        from server.batch_job import run as classify
+
+        return classify(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

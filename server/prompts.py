@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from engine import ClassifyOptions, Engine
+from engine.activation import Activation, default_activation
 from protocol.classify import ClassifyRequest
-from server.activation import Activation, default_activation
 from server.errors import bad_request
 
 _INPUT_SHAPES = (

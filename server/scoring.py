@@ -11,6 +11,7 @@ import time
 from starlette.responses import Response
 
 from engine import ClassifyOptions
+from engine.activation import Activation
 from protocol.classify import Usage
 from protocol.codec import decode, rerank_decoder, score_decoder
 from protocol.scoring import (
@@ -21,7 +22,6 @@ from protocol.scoring import (
     ScoreData,
     ScoreResponse,
 )
-from server.activation import Activation
 from server.classify import check_batch_size, run, timing_headers
 from server.errors import bad_request, not_found
 from server.http import Call, check_model

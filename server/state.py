@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from engine import Engine
-from server.activation import Activation, default_activation
+from engine.activation import Activation, default_activation
 from server.config import ServerConfig
 
 

@@ -1,0 +1,414 @@
+"""Offline classification: the engine without HTTP, for texts already in hand.
+
+    with Classifier("path/to/model") as clf:      # Classifier() serves the built-in model
+        for r in clf.classify(["great movie", "dull"]):
+            print(r.index, r.label, r.probs)
+
+    async with AsyncClassifier("path/to/model") as clf:   # inside a running event loop
+        results = await clf.classify(texts)
+
+The same Engine as the server, so the same batching and the same numbers: texts go to
+`Engine.classify` in chunks, with at most `max_concurrent_requests` prompts unanswered at once
+(the engine's admission limit, so nothing is ever refused), while its scheduler packs batches
+from everything waiting. Results come back in input order; `classify_iter` streams them and
+holds at most one window of texts, whatever the input's length. Probabilities follow the
+server's rules (engine/activation.py): softmax, sigmoid or identity by `problem_type`, raw
+logits with `use_activation=False`; the empty-string rule is the server's too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from os import PathLike
+from types import TracebackType
+from typing import Any, Literal, TypedDict, Unpack, overload
+
+from engine.activation import Activation, activate, argmax, default_activation
+from engine.config import Dtype, EngineConfig, Quantization
+from engine.engine import ClassifyOptions, Engine
+from engine.errors import EngineError, EngineUnavailable, InputTooLong, InvalidInput
+from engine.runner import ModelInfo
+from pipeline import LoopThread, ordered_chunks
+
+Errors = Literal["raise", "return"]
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """One text's result: the server's `data[i]` plus the tokens it ran."""
+
+    # Position in the input (0-based), whatever chunk it travelled in.
+    index: int
+    label: str
+    # Activated as the server does (by problem_type); raw logits with use_activation=False.
+    probs: list[float]
+    num_classes: int
+    # Tokens the model ran, after truncation.
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A text the model cannot take as given (empty, or over-long without truncation)."""
+
+    index: int
+    error: EngineError
+
+    @property
+    def message(self) -> str:
+        return self.error.message
+
+
+Outcome = Classification | Failed
+
+
+class ClassifierOptions(TypedDict, total=False):
+    """The server's options, by the same names (`classifyd serve --help`); unset ones take
+    EngineConfig's / ClassifyOptions' defaults."""
+
+    # The engine (EngineConfig).
+    device: str
+    dtype: Dtype
+    quantization: Quantization
+    max_batch_tokens: int
+    max_num_seqs: int
+    max_model_len: int | None
+    # Prompts handed to the engine and not yet answered: the streaming window.
+    max_concurrent_requests: int
+    num_threads: int
+    tokenizer_workers: int
+    max_inflight_batches: int | None
+    batch_scan: int
+    padding_slack: float
+    trust_remote_code: bool
+    hf_overrides: dict[str, Any] | None
+    convert: Literal["none", "classify"]
+    classifier_from_tokens: tuple[str, ...]
+    # Every text (ClassifyOptions). truncate_prompt_tokens=-1 is --auto-truncate.
+    truncate_prompt_tokens: int | None
+    truncation_side: Literal["left", "right"] | None
+    add_special_tokens: bool
+    # Ours. use_activation=False: raw logits, as the wire's `use_activation: false`.
+    use_activation: bool
+    # Texts per Engine.classify call: one tokenizer call each, and the unit results stream in.
+    chunk_size: int
+    # Print progress while the built-in model is built (first use only).
+    progress: bool
+
+
+_ENGINE_KEYS = frozenset(
+    {
+        "device", "dtype", "quantization", "max_batch_tokens", "max_num_seqs", "max_model_len",
+        "max_concurrent_requests", "num_threads", "tokenizer_workers", "max_inflight_batches",
+        "batch_scan", "padding_slack", "trust_remote_code", "hf_overrides", "convert",
+        "classifier_from_tokens",
+    }
+)  # fmt: skip
+_TEXT_KEYS = frozenset({"truncate_prompt_tokens", "truncation_side", "add_special_tokens"})
+_OWN_KEYS = frozenset({"use_activation", "chunk_size", "progress"})
+
+
+def resolve_model(model: str | PathLike[str] | None, *, progress: bool = True) -> tuple[str, str]:
+    """(directory, name). None, "default" or the built-in model's name mean the built-in
+    model, built into the cache on first use (minutes; `classifyd build-default`)."""
+    from engine.default_model import DEFAULT_MODEL_NAME, ensure_default_model
+
+    if model is None or str(model) in ("default", DEFAULT_MODEL_NAME):
+        return str(ensure_default_model(progress=progress)), DEFAULT_MODEL_NAME
+    return str(model), str(model)
+
+
+def _per_prompt(exc: InvalidInput) -> bool:
+    # Errors that belong to one prompt (too long, no tokens), not to the call's options.
+    param = exc.param or ""
+    return param == "input_tokens" or param.startswith("input[")
+
+
+class AsyncClassifier:
+    """The offline API for code already inside an event loop; `Classifier` is the blocking
+    one. An async context manager: the engine (model, worker thread) lives inside it."""
+
+    def __init__(
+        self, model: str | PathLike[str] | None = None, **options: Unpack[ClassifierOptions]
+    ) -> None:
+        unknown = set(options) - _ENGINE_KEYS - _TEXT_KEYS - _OWN_KEYS
+        if unknown:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+        self._model = model
+        self._options = options
+        self._text_options = ClassifyOptions(
+            **{k: v for k, v in options.items() if k in _TEXT_KEYS}  # type: ignore[arg-type]
+        )
+        self._use_activation = options.get("use_activation", True)
+        self._chunk_size = options.get("chunk_size", 64)
+        if self._chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {self._chunk_size}")
+        self._engine: Engine | None = None
+        self._kind: Activation = "none"
+        # What was loaded, kept after close() (labels to read results by).
+        self._info: ModelInfo | None = None
+        self._name = ""
+        self._max_model_len = 0
+
+    async def __aenter__(self) -> AsyncClassifier:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Load the model (building the built-in one first if needed) and start the engine."""
+        progress = self._options.get("progress", True)
+        path, name = await asyncio.to_thread(resolve_model, self._model, progress=progress)
+        config = EngineConfig(
+            model=path,
+            served_model_names=(name,),
+            **{k: v for k, v in self._options.items() if k in _ENGINE_KEYS},  # type: ignore[arg-type]
+        )
+        engine = Engine(config)
+        try:
+            await engine.start()
+        except BaseException:
+            await engine.stop()
+            raise
+        self._engine = engine
+        info = self._info = engine.info
+        self._name = config.names[0]
+        self._max_model_len = engine.max_model_len
+        self._kind = (
+            default_activation(info.problem_type, info.num_labels)
+            if self._use_activation
+            else "none"
+        )
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.stop()
+
+    # -- what was loaded ---------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The running Engine, for what this class does not wrap (token ids, pairs, chat)."""
+        if self._engine is None:
+            raise EngineUnavailable("The classifier is not started (use it as a context manager).")
+        return self._engine
+
+    @property
+    def info(self) -> ModelInfo:
+        """The loaded model's labels, problem type, dtype, device (also after close())."""
+        if self._info is None:
+            raise EngineUnavailable("The classifier has not started.")
+        return self._info
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def name(self) -> str:
+        """The built-in model's name, or the model directory."""
+        return self._name
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def window(self) -> int:
+        """Prompts handed to the engine at once: its admission limit."""
+        return self.engine.config.max_concurrent_requests
+
+    @property
+    def chunk_size(self) -> int:
+        # A chunk larger than the window could never be admitted.
+        return min(self._chunk_size, self.window)
+
+    # -- classifying -------------------------------------------------------------------
+
+    async def classify(
+        self, texts: str | Iterable[str] | AsyncIterable[str]
+    ) -> list[Classification]:
+        """Every text's result, in input order; raises the first text's error (InvalidInput,
+        InputTooLong), as the server answers 400 for a request with one bad text."""
+        return [r async for r in self.classify_iter(texts)]
+
+    @overload
+    def classify_iter(
+        self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Literal["raise"] = ...
+    ) -> AsyncIterator[Classification]: ...
+
+    @overload
+    def classify_iter(
+        self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Literal["return"]
+    ) -> AsyncIterator[Outcome]: ...
+
+    async def classify_iter(
+        self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Errors = "raise"
+    ) -> AsyncIterator[Any]:
+        """Results in input order as they finish, reading `texts` only as fast as the window
+        frees. errors="return": a text the model cannot take yields a `Failed` in its place."""
+        async for outcomes in self.outcome_chunks(texts):
+            for outcome in _checked(outcomes, errors):
+                yield outcome
+
+    def outcome_chunks(
+        self, texts: str | Iterable[str] | AsyncIterable[str]
+    ) -> AsyncIterator[list[Outcome]]:
+        """The outcomes chunk by chunk, in input order: at most `window` texts are between
+        being read and being handed back, and the engine's batches draw on all of them.
+        A plain iterable is read on a helper thread, so a slow file or a pipe never stalls
+        the engine's event loop, and a pipe that pauses never holds back finished results."""
+        return ordered_chunks(
+            [texts] if isinstance(texts, str) else texts,
+            self.run_chunk,
+            chunk_size=self.chunk_size,
+            window=self.window,
+        )
+
+    async def run_chunk(self, texts: list[str], start: int) -> list[Outcome]:
+        """One chunk through the engine (≤ window texts); `start` is its first text's index."""
+        outcomes: list[Outcome | None] = [None] * len(texts)
+        kept: list[int] = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {start + i} is {type(text).__name__}, not str")
+            if text:
+                kept.append(i)
+            else:
+                # The server's rule (400 for an empty string), so both give the same answers.
+                error = InvalidInput(
+                    f"Input {start + i} is an empty string.", param=f"input[{start + i}]"
+                )
+                outcomes[i] = Failed(start + i, error)
+        if kept:
+            done = await self._classify([texts[i] for i in kept], [start + i for i in kept])
+            for i, outcome in zip(kept, done, strict=True):
+                outcomes[i] = outcome
+        return [o for o in outcomes if o is not None]
+
+    async def _classify(self, texts: list[str], indexes: list[int]) -> list[Outcome]:
+        try:
+            result = await self.engine.classify(texts, self._text_options)
+        except InvalidInput as exc:
+            if not _per_prompt(exc):
+                raise
+            if len(texts) == 1:
+                if isinstance(exc, InputTooLong):
+                    exc = InputTooLong(indexes[0], exc.length, exc.limit)
+                return [Failed(indexes[0], exc)]
+            # One bad prompt fails its whole call (and no forward ran for any of them): try
+            # each alone, so only the bad ones fail. Rare, and cheap next to a forward.
+            alone = await asyncio.gather(
+                *(self._classify([t], [i]) for t, i in zip(texts, indexes, strict=True))
+            )
+            return [outcome for one in alone for outcome in one]
+        labels = self.engine.info.labels
+        out: list[Outcome] = []
+        for index, row, tokens in zip(indexes, result.logits, result.prompt_tokens, strict=True):
+            probs = activate(row, self._kind)
+            out.append(Classification(index, labels[argmax(probs)], probs, len(probs), tokens))
+        return out
+
+
+class Classifier:
+    """The blocking offline API: `LLM(model).classify(prompts)` for classifiers.
+
+    Owns an event loop on a background thread, where an AsyncClassifier (and its Engine)
+    runs; results come back to the caller's thread a chunk at a time. A context manager;
+    close() stops the engine and the thread.
+    """
+
+    def __init__(
+        self, model: str | PathLike[str] | None = None, **options: Unpack[ClassifierOptions]
+    ) -> None:
+        self._inner = AsyncClassifier(model, **options)
+        self._loop = LoopThread("classifyd-offline")
+        self._closed = False
+        try:
+            self._loop.run(self._inner.start())
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.run(self._inner.close())
+        finally:
+            self._loop.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The Engine; it runs on this classifier's loop thread (use its loop to call it)."""
+        return self._inner.engine
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._inner.info
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._inner.labels
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def max_model_len(self) -> int:
+        return self._inner.max_model_len
+
+    def classify(self, texts: str | Iterable[str]) -> list[Classification]:
+        """Every text's result, in input order; raises the first text's error."""
+        return list(self.classify_iter(texts))
+
+    @overload
+    def classify_iter(
+        self, texts: str | Iterable[str], *, errors: Literal["raise"] = ...
+    ) -> Iterator[Classification]: ...
+
+    @overload
+    def classify_iter(
+        self, texts: str | Iterable[str], *, errors: Literal["return"]
+    ) -> Iterator[Outcome]: ...
+
+    def classify_iter(
+        self, texts: str | Iterable[str], *, errors: Errors = "raise"
+    ) -> Iterator[Any]:
+        """Results in input order as they finish. `texts` is read on a helper thread, only as
+        fast as the window frees, so a file of any size streams in bounded memory.
+        errors="return": a text the model cannot take yields a `Failed` in its place."""
+        if self._closed:
+            raise EngineUnavailable("The classifier is closed.")
+        for outcomes in self._loop.iterate(self._inner.outcome_chunks(texts)):
+            yield from _checked(outcomes, errors)
+
+
+def _checked(outcomes: list[Outcome], errors: Errors) -> Iterator[Outcome]:
+    for outcome in outcomes:
+        if isinstance(outcome, Failed) and errors == "raise":
+            raise outcome.error
+        yield outcome
