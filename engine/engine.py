@@ -75,6 +75,7 @@ class Engine:
         self._accepting = False
         self._draining = False
         self._dead: BaseException | None = None
+        self._abandoned = False
         # Set whenever no admitted prompt is left unanswered (drain waits on it).
         self._idle = asyncio.Event()
         self._idle.set()
@@ -111,14 +112,17 @@ class Engine:
             self._worker_died,
             cfg.fault_hook,
         )
-        self._info = await asyncio.wrap_future(self._worker.start())
+        # Shielded: a start cancelled mid-load (Ctrl-C) must not cancel the future the worker
+        # thread still resolves when its load ends (it would raise InvalidStateError there).
+        self._info = await asyncio.shield(asyncio.wrap_future(self._worker.start()))
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
         inflight = cfg.max_inflight_batches or (2 if self._info.device.startswith("cuda") else 1)
         self._scheduler.start(self._worker, inflight)
         self._accepting = True
         logger.info(
-            "engine ready: %s (%s, %s on %s), max_model_len=%d, labels=%s",
-            cfg.model, self._info.architecture, self._info.dtype, self._info.device,
+            "engine ready: %s (%s, %s%s on %s), max_model_len=%d, labels=%s",
+            cfg.model, self._info.architecture, self._info.dtype,
+            " + int8" if self._info.quantization == "int8" else "", self._info.device,
             self._max_model_len, list(self._info.labels),
         )  # fmt: skip
 
@@ -126,7 +130,9 @@ class Engine:
         self._accepting = False
         await self._scheduler.stop()
         if self._worker is not None:
-            await asyncio.to_thread(self._worker.stop, 30.0)
+            # After abandon() a forward may still be running; its answers are already given,
+            # so do not hold the process for it (the thread is a daemon).
+            await asyncio.to_thread(self._worker.stop, 1.0 if self._abandoned else 30.0)
         if self._tokenizer is not None:
             self._tokenizer.close()
 
@@ -177,6 +183,17 @@ class Engine:
         except TimeoutError:
             return False
         return True
+
+    def abandon(self) -> None:
+        """A drain ran out of time: answer everything queued and running now, with 503
+        (retry elsewhere), instead of leaving those requests to be cut off without an answer."""
+        self._abandoned = True
+        self._scheduler.worker_died(
+            EngineUnavailable(
+                "The server is shutting down and this request did not finish in time; "
+                "retry on another replica."
+            )
+        )
 
     def _worker_died(self, exc: BaseException) -> None:
         self._dead = exc

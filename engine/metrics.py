@@ -19,6 +19,15 @@ _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
+# Why the engine refuses a request (the `reason` label of classifyd_rejected_requests_total).
+REJECT_REASONS = ("overloaded", "queue_full", "timeout", "draining", "unavailable", "worker_dead")
+# (outcome, status) pairs every server answers sooner or later; others appear when they happen.
+_EXPECTED_OUTCOMES = (
+    ("success", "200"), ("error", "400"), ("error", "429"), ("error", "500"), ("error", "503"),
+    ("cancelled", "499"),
+)  # fmt: skip
+
+
 class EngineMetrics:
     def __init__(self, model_name: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -98,6 +107,12 @@ class EngineMetrics:
         self._phases = {
             p: self.phase_seconds.labels(p) for p in ("tokenize", "queue", "inference", "total")
         }
+        # Labelled series exist from the first scrape at 0: a series that appears already at 1
+        # is invisible to rate()/increase(), so the first refusal of each kind would be lost.
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        for outcome, status in _EXPECTED_OUTCOMES:
+            self.requests.labels(outcome, status)
 
     def bind(
         self,

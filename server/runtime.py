@@ -54,7 +54,12 @@ class DrainingServer(uvicorn.Server):
         )
         finished = await self._engine.wait_idle(self._shutdown_timeout)
         if not finished:
-            logger.warning("drain timed out; failing what is still queued")
+            # Answer the rest now (503), while their connections are still open: uvicorn's
+            # own graceful timeout would cut them off with a bare 500 and then still wait
+            # for the forward in flight.
+            logger.warning("drain timed out; answering what is still queued or running with 503")
+            self._engine.abandon()
+            await asyncio.sleep(0)  # let the handlers write those answers
         self.should_exit = True
 
 

@@ -284,6 +284,12 @@ SERVERS: dict[str, tuple[str, list[str], dict[str, str]]] = {
         {SLOW_ENV: "0.4"},
     ),
     "soak": ("clf", ["--log-format", "json", "--fault-hook", HOOK], {}),
+    # Every forward stalls far longer than the drain may last.
+    "stuck": (
+        "clf",
+        ["--shutdown-timeout", "2", "--max-num-seqs", "1", "--fault-hook", SLOW_HOOK],
+        {SLOW_ENV: "20"},
+    ),
 }
 
 
@@ -407,6 +413,12 @@ def kill_server(fleet: Fleet) -> LiveServer:
 def drain_server(fleet: Fleet) -> LiveServer:
     """Used by one test: it is sent SIGTERM."""
     return fleet.get("drain")
+
+
+@pytest.fixture
+def stuck_server(fleet: Fleet) -> LiveServer:
+    """Used by one test: it is sent SIGTERM while its forward is stuck."""
+    return fleet.get("stuck")
 
 
 @pytest.fixture

@@ -134,3 +134,31 @@ async def test_sigterm_drains_admitted_work_and_refuses_new(drain_server: LiveSe
     log = s.log_text()
     assert "draining" in log
     assert "drain timed out" not in log
+
+
+async def test_a_drain_that_runs_out_of_time_answers_everything_with_503(
+    stuck_server: LiveServer,
+) -> None:
+    """--shutdown-timeout 2 while a forward is stuck for 20 s: the running and the queued
+    requests get the documented 503 (not a bare 500 or a cut connection), and the process
+    exits without waiting for the stuck forward."""
+    s = stuck_server
+    async with httpx.AsyncClient(base_url=s.url, timeout=60) as client:
+        texts = sentences(3, seed=4, max_words=8)
+        calls = [asyncio.create_task(client.post("/classify", json={"input": t})) for t in texts]
+        deadline = time.monotonic() + 10
+        while await asyncio.to_thread(s.metric, "classifyd_admitted_sequences") != len(texts):
+            assert time.monotonic() < deadline, "requests were not admitted"
+            await asyncio.sleep(0.02)
+        signalled = time.monotonic()
+        s.terminate()
+        responses = await asyncio.wait_for(asyncio.gather(*calls), 15)
+    answered = time.monotonic() - signalled
+    for response in responses:
+        assert_error(response, 503, "ServiceUnavailableError")
+        assert "did not finish in time" in response.json()["error"]["message"]
+    assert answered < 8, f"answered {answered:.1f} s after SIGTERM"
+    code = await asyncio.to_thread(s.proc.wait, 15)
+    assert code == 0, s.tail()
+    assert time.monotonic() - signalled < 12, "exit waited for the stuck forward"
+    assert "drain timed out" in s.log_text()
