@@ -39,9 +39,9 @@ def _run_variant(
     singles: int,
     repeats: int,
 ) -> tuple[dict[str, Any], list[list[float]]]:
+    from engine.activation import activate, default_activation
     from engine.config import EngineConfig
     from engine.runner import TransformersRunner
-    from server.activation import activate, default_activation
 
     runner = TransformersRunner(
         EngineConfig(
@@ -91,10 +91,9 @@ def _deviation(probs: Sequence[Sequence[float]], base: Sequence[Sequence[float]]
         for row, ref in zip(probs, base, strict=True)
         for a, b in zip(row, ref, strict=True)
     ]
-    flips = sum(
-        max(range(len(row)), key=row.__getitem__) != max(range(len(ref)), key=ref.__getitem__)
-        for row, ref in zip(probs, base, strict=True)
-    )
+    from engine.activation import argmax
+
+    flips = sum(argmax(row) != argmax(ref) for row, ref in zip(probs, base, strict=True))
     return {
         "max_abs_diff": max(diffs),
         "mean_abs_diff": statistics.fmean(diffs),

@@ -188,7 +188,7 @@ class Engine:
         """A drain ran out of time: answer everything queued and running now, with 503
         (retry elsewhere), instead of leaving those requests to be cut off without an answer."""
         self._abandoned = True
-        self._scheduler.worker_died(
+        self._scheduler.fail_all(
             EngineUnavailable(
                 "The server is shutting down and this request did not finish in time; "
                 "retry on another replica."
@@ -198,7 +198,7 @@ class Engine:
     def _worker_died(self, exc: BaseException) -> None:
         self._dead = exc
         self.metrics.rejected.labels("worker_dead").inc()
-        self._scheduler.worker_died(
+        self._scheduler.fail_all(
             EngineUnavailable("The model worker died; the server must be restarted.")
         )
 

@@ -53,7 +53,7 @@ class Scheduler:
     def complete(self, batch: list[Entry], outcome: Outcome) -> None:
         """Called on the loop (via call_soon_threadsafe) when the worker is done with a batch."""
         if self._inflight.pop(id(batch), None) is None:
-            return  # already failed by worker_died()
+            return  # already failed by fail_all()
         self.running -= len(batch)
         now = time.perf_counter()
         if isinstance(outcome, BaseException):
@@ -73,7 +73,7 @@ class Scheduler:
                     entry.future.set_result(row)
         self._wake.set()
 
-    def worker_died(self, error: EngineUnavailable) -> None:
+    def fail_all(self, error: EngineUnavailable) -> None:
         """Fail everything in flight and waiting; take nothing more."""
         self._stopped = True
         self._stop_error = error

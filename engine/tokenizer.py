@@ -51,6 +51,8 @@ class Tokenizer:
         self.model_max_length: int | None = (
             int(base.model_max_length) if base.model_max_length < 1_000_000 else None
         )
+        # Segment ids only where the tokenizer itself would return them (BERT-style).
+        self._pairs_have_type_ids = "token_type_ids" in base.model_input_names
         self._local = threading.local()
         # The pool's threads start lazily; this lock guards the deep copies they make.
         self._copy_lock = threading.Lock()
@@ -62,15 +64,11 @@ class Tokenizer:
 
     def _init_thread(self) -> None:
         with self._copy_lock:
-            tok = copy.deepcopy(self._base)
-            # The engine checks lengths itself; this silences the library's warning.
-            tok.model_max_length = 1 << 62
             rust = copy.deepcopy(self._base.backend_tokenizer)
         # Padding happens per batch in the runner; a tokenizer.json may ship either setting.
         rust.no_padding()
         rust.no_truncation()
-        rust.encode_special_tokens = bool(getattr(tok, "split_special_tokens", False))
-        self._local.wrapper = tok
+        rust.encode_special_tokens = bool(getattr(self._base, "split_special_tokens", False))
         self._local.rust = rust
         self._local.truncation = None
 
@@ -129,9 +127,8 @@ class Tokenizer:
         batch: list[Any] = texts if second is None else list(zip(texts, second, strict=True))
         encodings = rust.encode_batch(batch, add_special_tokens=add_special_tokens)
         ids = [e.ids for e in encodings]
-        # Segment ids only where the tokenizer itself would return them (BERT-style), so
-        # the model sees exactly what `tokenizer(a, b)` gives it.
-        if second is not None and "token_type_ids" in local.wrapper.model_input_names:
+        # Pairs carry segment ids where `tokenizer(a, b)` would give them to the model.
+        if second is not None and self._pairs_have_type_ids:
             return Encoded(ids=ids, type_ids=[e.type_ids for e in encodings])
         return Encoded(ids=ids)
 
@@ -161,7 +158,8 @@ class Tokenizer:
         continue_final_message: bool,
         kwargs: dict[str, Any],
     ) -> str:
-        tok = self._local.wrapper
+        # Rendering to text reads the wrapper and never changes it: one object serves all threads.
+        tok = self._base
         if not getattr(tok, "chat_template", None):
             raise InvalidInput(
                 "This model's tokenizer has no chat template; send `input` instead of `messages`.",
