@@ -17,12 +17,19 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
 
+from bench.rawhttp import RawClient, RawHttpError
 from bench.texts import MIXES
+
+CLIENTS = ("raw", "httpx")
+# One connection's send: request bytes in (a whole request for raw, a body for httpx),
+# (status, body) out.
+Sender = Callable[[bytes], Awaitable[tuple[int, bytes]]]
 
 
 @dataclass
@@ -56,6 +63,10 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / ticks
 
 
+def _take(idle: list[Sender], new: Callable[[], Sender]) -> Sender:
+    return idle.pop() if idle else new()
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -75,40 +86,61 @@ async def run_load(
     server_pid: int | None = None,
     path: str = "/classify",
     warmup_requests: int = 0,
+    client: str = "raw",
 ) -> LoadResult:
     """Closed loop with `clients` workers, or open loop at `rate` requests/s when given.
 
     Request bodies are encoded once, up front, and each closed-loop client has a connection
-    pool of its own: the generator shares the machine with the server, and httpx's shared
-    pool costs several ms of CPU per request once 64 requests contend for it (measured).
+    of its own. `client="raw"` (bench/rawhttp.py) costs a fraction of httpx's CPU per request,
+    which matters because the generator shares the machine with the server it measures;
+    `client="httpx"` measures through httpx, one pool per client (its shared pool costs
+    several ms of CPU per request once 64 requests contend for it, measured).
     """
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
     chunks = [texts[i : i + texts_per_request] for i in range(0, len(texts), texts_per_request)]
-    bodies = itertools.cycle([(json.dumps({"input": c}).encode(), len(c)) for c in chunks])
+    encoded = [(json.dumps({"input": c}).encode(), len(c)) for c in chunks]
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     sent_texts = 0
-    headers = {"content-type": "application/json"}
-
-    def new_client(connections: int) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=None)
-        return httpx.AsyncClient(base_url=url, timeout=120, limits=limits, headers=headers)
 
     async with contextlib.AsyncExitStack() as stack:
-        shared = await stack.enter_async_context(new_client(max(clients, 64)))
-        own = [
-            await stack.enter_async_context(new_client(1))
-            for _ in range(clients if rate is None else 0)
-        ]
-        for _ in range(warmup_requests):
-            await shared.post(path, content=next(bodies)[0])
+        if client == "raw":
+            request = RawClient(url, path).encode
+            bodies = itertools.cycle([(request(body), count) for body, count in encoded])
 
-        async def one(client: httpx.AsyncClient, body: bytes, count: int) -> None:
+            def new_sender() -> Sender:
+                raw = RawClient(url, path)
+                stack.push_async_callback(raw.aclose)
+                return raw.send
+
+        else:
+            bodies = itertools.cycle(encoded)
+            headers = {"content-type": "application/json"}
+
+            def new_sender() -> Sender:
+                limits = httpx.Limits(max_connections=1, max_keepalive_connections=None)
+                http = httpx.AsyncClient(base_url=url, timeout=120, limits=limits, headers=headers)
+                stack.push_async_callback(http.aclose)
+
+                async def send(body: bytes) -> tuple[int, bytes]:
+                    resp = await http.post(path, content=body)
+                    return resp.status_code, resp.content
+
+                return send
+
+        own = [new_sender() for _ in range(clients if rate is None else 0)]
+        idle: list[Sender] = []
+        for _ in range(warmup_requests):
+            await (own[0] if own else _take(idle, new_sender))(next(bodies)[0])
+
+        async def one(send: Sender, body: bytes, count: int) -> None:
             nonlocal sent_texts
             start = time.perf_counter()
             try:
-                resp = await client.post(path, content=body)
-                status = str(resp.status_code)
-            except httpx.HTTPError as exc:
+                code, _ = await send(body)
+                status = str(code)
+            except (httpx.HTTPError, RawHttpError, OSError) as exc:
                 status = type(exc).__name__
             if status == "200":
                 latencies.append(time.perf_counter() - start)
@@ -125,20 +157,29 @@ async def run_load(
 
         if rate is None:
 
-            async def worker(client: httpx.AsyncClient) -> None:
+            async def worker(send: Sender) -> None:
                 while time.perf_counter() < deadline and next(budget, None) is not None:
-                    await one(client, *next(bodies))
+                    await one(send, *next(bodies))
 
-            await asyncio.gather(*(worker(client) for client in own))
+            await asyncio.gather(*(worker(send) for send in own))
         else:
             pending: set[asyncio.Task[None]] = set()
             interval = 1.0 / rate
             tick = began
+
+            async def opened(body: bytes, count: int) -> None:
+                # A free connection, or a new one: an open loop never waits for an answer.
+                send = _take(idle, new_sender)
+                try:
+                    await one(send, body, count)
+                finally:
+                    idle.append(send)
+
             while tick < deadline and next(budget, None) is not None:
                 delay = tick - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                task = asyncio.create_task(one(shared, *next(bodies)))
+                task = asyncio.create_task(opened(*next(bodies)))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 tick += interval
@@ -185,16 +226,29 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--max-requests", type=int, default=None)
     p.add_argument("--server-pid", type=int, default=None)
+    p.add_argument("--client", choices=CLIENTS, default="raw",
+                   help="raw: bench/rawhttp.py (least CPU); httpx: through httpx")  # fmt: skip
     args = p.parse_args()
     texts = MIXES[args.mix](args.num_texts, args.seed)
-    result = asyncio.run(
+    result = _run(
         run_load(
             args.url, texts, clients=args.clients, rate=args.rate,
             texts_per_request=args.texts_per_request, seconds=args.seconds,
             max_requests=args.max_requests, server_pid=args.server_pid, path=args.path,
+            client=args.client,
         )
     )  # fmt: skip
     print(json.dumps(result.row(), indent=2))
+
+
+def _run(main: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+    """On uvloop when installed (uvicorn[standard] brings it): less CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 if __name__ == "__main__":
