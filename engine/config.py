@@ -68,10 +68,20 @@ class EngineConfig:
     max_model_len: int | None = None
     # Sequences admitted and not yet answered; over it a request is refused at once (429).
     max_concurrent_requests: int = 1024
-    # Batches handed to the worker at once. None: 2 on a GPU (one running, one prepared:
-    # TEI's prefetch), 1 on CPU, where the forward is synchronous and a batch taken later
-    # groups more of what arrived meanwhile.
+    # Batches handed to the workers at once. None: 2 on a GPU (one running, one prepared:
+    # TEI's prefetch); on CPU one per worker, where the forward is synchronous and a batch
+    # taken later groups more of what arrived meanwhile.
     max_inflight_batches: int | None = None
+    # Model worker threads, sharing one copy of the weights. None: 1 on a GPU; on CPU 2 when
+    # there are at least 2 torch threads. Under load (see parallel_from) each worker runs its
+    # own batch on num_threads // workers threads: on two cores two single-threaded forwards
+    # side by side beat one two-threaded forward, and lose far less to the event loop taking
+    # a core (bench/README.md). A GPU always has one worker.
+    workers: int | None = None
+    # With several CPU workers: batches run side by side (few threads each) once this many
+    # prompts wait with nothing running; below it one batch runs at a time on every thread,
+    # which is what a lone request's latency wants.
+    parallel_from: int = 8
     # Waiting prompts take_batch looks at to group similar lengths; 1: strict queue order.
     batch_scan: int = 256
     # Padded tokens per batch stay within (1 + padding_slack) × real tokens when grouping.
@@ -107,6 +117,10 @@ class EngineConfig:
             raise ValueError(
                 f"max_inflight_batches must be at least 1, got {self.max_inflight_batches}"
             )
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.parallel_from < 1:
+            raise ValueError(f"parallel_from must be at least 1, got {self.parallel_from}")
         if self.batch_scan < 1:
             raise ValueError(f"batch_scan must be at least 1, got {self.batch_scan}")
         if self.padding_slack < 0:

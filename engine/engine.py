@@ -67,7 +67,7 @@ class Engine:
         self.metrics = EngineMetrics(config.names[0])
         self._runner_factory = runner_factory or TransformersRunner
         self._tokenizer: Tokenizer | None = None
-        self._worker: Worker | None = None
+        self._workers: list[Worker] = []
         self._scheduler = Scheduler(config, self.metrics)
         self._info: ModelInfo | None = None
         self._max_model_len = 0
@@ -105,34 +105,54 @@ class Engine:
         cfg = self.config
         check_model_dir(cfg.model)
         self._tokenizer = await asyncio.to_thread(Tokenizer, cfg.model, cfg.tokenizer_workers)
-        self._worker = Worker(
+        primary = Worker(
             lambda: self._runner_factory(cfg),
             loop,
             self._scheduler.complete,
             self._worker_died,
             cfg.fault_hook,
         )
+        self._workers = [primary]
         # Shielded: a start cancelled mid-load (Ctrl-C) must not cancel the future the worker
         # thread still resolves when its load ends (it would raise InvalidStateError there).
-        self._info = await asyncio.shield(asyncio.wrap_future(self._worker.start()))
+        self._info = await asyncio.shield(asyncio.wrap_future(primary.start()))
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
-        inflight = cfg.max_inflight_batches or (2 if self._info.device.startswith("cuda") else 1)
-        self._scheduler.start(self._worker, inflight)
+        on_gpu = self._info.device.startswith("cuda")
+        count = self._worker_count(on_gpu)
+        for index in range(1, count):
+            worker = primary.sharing(f"classifyd-worker-{index}")
+            self._workers.append(worker)
+            await asyncio.shield(asyncio.wrap_future(worker.start()))
+        inflight = cfg.max_inflight_batches or (2 if on_gpu else count)
+        threads = (cfg.num_threads, max(1, cfg.num_threads // count))
+        self._scheduler.start(self._workers, inflight, threads)
         self._accepting = True
         logger.info(
-            "engine ready: %s (%s, %s%s on %s), max_model_len=%d, labels=%s",
+            "engine ready: %s (%s, %s%s on %s, %d worker%s), max_model_len=%d, labels=%s",
             cfg.model, self._info.architecture, self._info.dtype,
             " + int8" if self._info.quantization == "int8" else "", self._info.device,
-            self._max_model_len, list(self._info.labels),
+            count, "" if count == 1 else "s", self._max_model_len, list(self._info.labels),
         )  # fmt: skip
+
+    def _worker_count(self, on_gpu: bool) -> int:
+        asked = self.config.workers
+        if on_gpu:
+            if asked is not None and asked > 1:
+                # One stream pair already keeps the device busy (2 batches in flight).
+                logger.warning("workers=%d is for CPU; a GPU runs one worker", asked)
+            return 1
+        if asked is not None:
+            return asked
+        return 2 if self.config.num_threads >= 2 else 1
 
     async def stop(self) -> None:
         self._accepting = False
         await self._scheduler.stop()
-        if self._worker is not None:
-            # After abandon() a forward may still be running; its answers are already given,
-            # so do not hold the process for it (the thread is a daemon).
-            await asyncio.to_thread(self._worker.stop, 1.0 if self._abandoned else 30.0)
+        # After abandon() a forward may still be running; its answers are already given, so
+        # do not hold the process for it (the threads are daemons). The first worker closes
+        # the runner the others share, so it stops last.
+        for worker in reversed(self._workers):
+            await asyncio.to_thread(worker.stop, 1.0 if self._abandoned else 30.0)
         if self._tokenizer is not None:
             self._tokenizer.close()
 
@@ -168,8 +188,8 @@ class Engine:
         return (
             self._accepting
             and self._dead is None
-            and self._worker is not None
-            and self._worker.alive
+            and bool(self._workers)
+            and all(w.alive for w in self._workers)
         )
 
     def begin_drain(self) -> None:

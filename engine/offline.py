@@ -80,6 +80,8 @@ class ClassifierOptions(TypedDict, total=False):
     num_threads: int
     tokenizer_workers: int
     max_inflight_batches: int | None
+    workers: int | None
+    parallel_from: int
     batch_scan: int
     padding_slack: float
     trust_remote_code: bool
@@ -102,7 +104,8 @@ _ENGINE_KEYS = frozenset(
     {
         "device", "dtype", "quantization", "max_batch_tokens", "max_num_seqs", "max_model_len",
         "max_concurrent_requests", "num_threads", "tokenizer_workers", "max_inflight_batches",
-        "batch_scan", "padding_slack", "trust_remote_code", "hf_overrides", "convert",
+        "workers", "parallel_from", "batch_scan", "padding_slack", "trust_remote_code",
+        "hf_overrides", "convert",
         "classifier_from_tokens",
     }
 )  # fmt: skip

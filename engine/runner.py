@@ -8,8 +8,10 @@ next batch while this one runs; `finish()` is the only place that waits (on an e
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -61,6 +63,9 @@ class ModelRunner(Protocol):
 
     def finish(self, launched: Any) -> list[list[float]]: ...
 
+    # Torch threads for the forwards of the calling thread from now on (CPU; no-op on GPU).
+    def set_threads(self, threads: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +98,9 @@ class TransformersRunner:
         self._free_pad = False
         self._takes_type_ids = False
         self._streams: tuple[Any, Any] | None = None
+        # Several CPU workers may share this runner; a model without a pad token has its
+        # config changed per batch (see _launch()), so those forwards run one at a time.
+        self._pad_lock = threading.Lock()
 
     def load(self) -> ModelInfo:
         import torch
@@ -134,6 +142,13 @@ class TransformersRunner:
         return info
 
     def launch(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> Any:
+        guard = self._pad_lock if self._free_pad else contextlib.nullcontext()
+        with guard:
+            return self._launch(ids, type_ids)
+
+    def _launch(
+        self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
+    ) -> Any:
         import torch
 
         width = max(len(row) for row in ids)
@@ -141,7 +156,7 @@ class TransformersRunner:
         if self._free_pad:
             # Alone, such a model reads the last token whatever it is; padded, the head skips
             # every pad id, so a prompt ending in the end token would be read one token early.
-            # Pad with an id no prompt of this batch holds. Only this thread reads the config.
+            # Pad with an id no prompt of this batch holds (under _pad_lock: shared config).
             used = {t for row in ids for t in row}
             if pad in used:
                 pad = next(i for i in range(len(used) + 1) if i not in used)
@@ -169,6 +184,14 @@ class TransformersRunner:
         done.synchronize()
         result: list[list[float]] = logits.tolist()
         return result
+
+    def set_threads(self, threads: int) -> None:
+        import torch
+
+        # Per calling thread for OpenMP and MKL. The scheduler only changes it while no other
+        # forward runs: some kernels size per-thread buffers by the global count.
+        if self._device is not None and self._device.type == "cpu":
+            torch.set_num_threads(threads)
 
     def close(self) -> None:
         self._model = None

@@ -1,8 +1,15 @@
 """The scheduler: the one task that owns the waiting queue and feeds the worker.
 
-It takes a batch whenever the worker has a free slot and something waits, so batches form
+It takes a batch whenever a worker has a free slot and something waits, so batches form
 from whatever queued up while the previous batch ran: no timer, no fixed window. Every
 method runs on the event loop thread; nothing else touches the queue.
+
+With several CPU workers (one copy of the weights) there are two ways to run, chosen
+whenever nothing is running: one batch at a time on every torch thread while fewer than
+`parallel_from` prompts wait (a lone request's latency), or one batch per worker side by
+side, each on num_threads // workers threads, under load (throughput: no OpenMP barrier
+stalls when the event loop takes a core). The thread count changes only while nothing runs,
+because some torch kernels size per-thread buffers by the process-wide count.
 """
 
 from __future__ import annotations
@@ -25,18 +32,31 @@ class Scheduler:
         self._metrics = metrics
         self.waiting = WaitingQueue()
         self.running = 0
-        # Batches handed to the worker and not yet answered, by identity.
-        self._inflight: dict[int, list[Entry]] = {}
+        # Batches handed to a worker and not yet answered, by identity, with their worker.
+        self._inflight: dict[int, tuple[list[Entry], Worker]] = {}
         self._max_inflight = 1
         self._wake = asyncio.Event()
-        self._worker: Worker | None = None
+        self._workers: list[Worker] = []
+        # Batches in flight per worker, by identity.
+        self._busy: dict[int, int] = {}
+        # (all threads, threads per worker side by side); None: one worker, never changed.
+        self._threads: tuple[int, int] | None = None
+        # Whether the batches running now run side by side (several workers only).
+        self._side_by_side = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._stop_error = EngineUnavailable("The server is shutting down.")
 
-    def start(self, worker: Worker, max_inflight_batches: int) -> None:
-        self._worker = worker
+    def start(
+        self,
+        workers: list[Worker],
+        max_inflight_batches: int,
+        threads: tuple[int, int] | None = None,
+    ) -> None:
+        self._workers = workers
+        self._busy = {id(w): 0 for w in workers}
         self._max_inflight = max_inflight_batches
+        self._threads = threads if len(workers) > 1 else None
         self._task = asyncio.create_task(self._run(), name="classifyd-scheduler")
 
     def enqueue(self, entries: list[Entry]) -> None:
@@ -52,8 +72,10 @@ class Scheduler:
 
     def complete(self, batch: list[Entry], outcome: Outcome) -> None:
         """Called on the loop (via call_soon_threadsafe) when the worker is done with a batch."""
-        if self._inflight.pop(id(batch), None) is None:
+        taken = self._inflight.pop(id(batch), None)
+        if taken is None:
             return  # already failed by fail_all()
+        self._busy[id(taken[1])] -= 1
         self.running -= len(batch)
         now = time.perf_counter()
         if isinstance(outcome, BaseException):
@@ -77,10 +99,11 @@ class Scheduler:
         """Fail everything in flight and waiting; take nothing more."""
         self._stopped = True
         self._stop_error = error
-        for batch in self._inflight.values():
+        for batch, _ in self._inflight.values():
             _fail(batch, error)
             self.running -= len(batch)
         self._inflight.clear()
+        self._busy = dict.fromkeys(self._busy, 0)
         _fail(self.waiting.drain(), error)
         if self._task is not None:
             self._task.cancel()
@@ -97,12 +120,14 @@ class Scheduler:
 
     async def _run(self) -> None:
         cfg = self._config
-        assert self._worker is not None
+        assert self._workers
         while True:
-            if not self.waiting or len(self._inflight) >= self._max_inflight:
+            slot = self._slot() if self.waiting else None
+            if slot is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            worker, threads = slot
             batch = take_batch(
                 self.waiting,
                 cfg.max_batch_tokens,
@@ -118,9 +143,26 @@ class Scheduler:
                 entry.started_at = now
                 real += entry.length
             self._metrics.observe_batch(len(batch), real, len(batch) * max(e.length for e in batch))
-            self._inflight[id(batch)] = batch
+            self._inflight[id(batch)] = (batch, worker)
+            self._busy[id(worker)] += 1
             self.running += len(batch)
-            self._worker.submit(batch)
+            worker.submit(batch, threads)
+
+    def _slot(self) -> tuple[Worker, int | None] | None:
+        """The worker for the next batch and its thread count, or None: wait for one."""
+        if len(self._inflight) >= self._max_inflight:
+            return None
+        worker = min(self._workers, key=lambda w: self._busy[id(w)])
+        if self._threads is None:
+            return worker, None
+        wide, narrow = self._threads
+        if not self._inflight:
+            self._side_by_side = (
+                self._max_inflight > 1 and self.waiting.live >= self._config.parallel_from
+            )
+        elif not self._side_by_side:
+            return None  # one batch on every thread: nothing runs beside it
+        return worker, narrow if self._side_by_side else wide
 
 
 def _fail(entries: list[Entry], error: BaseException) -> None:

@@ -4,6 +4,10 @@ Batches arrive through a thread-safe inbox; results go back to the event loop wi
 `call_soon_threadsafe`, so futures are only ever touched on the loop. With an asynchronous
 runner (CUDA) the worker launches batch N+1 before it waits for batch N, so the device never
 idles while the host collates.
+
+On CPU several workers may share one loaded runner (`Worker.sharing`): each thread runs its
+own batch on its own torch threads, with one copy of the weights (see engine/scheduler.py
+for when batches run side by side).
 """
 
 from __future__ import annotations
@@ -38,8 +42,14 @@ class Worker:
         on_done: DoneCallback,
         on_dead: Callable[[BaseException], None],
         fault_hook: FaultHook | None = None,
+        *,
+        name: str = "classifyd-worker",
+        shared: ModelInfo | None = None,
     ) -> None:
         self._runner_factory = runner_factory
+        # Set for a worker that runs a runner another worker loaded (and will close).
+        self._shared = shared
+        self.runner: ModelRunner | None = None
         self._loop = loop
         self._on_done = on_done
         self._on_dead = on_dead
@@ -47,7 +57,9 @@ class Worker:
         self._stopping = False
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loaded: Future[ModelInfo] = Future()
-        self._thread = threading.Thread(target=self._run, name="classifyd-worker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # torch threads this worker's forwards use now; None until the scheduler says.
+        self._threads: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -58,8 +70,23 @@ class Worker:
         self._thread.start()
         return self._loaded
 
-    def submit(self, batch: list[Entry]) -> None:
-        self._inbox.put(batch)
+    def sharing(self, name: str) -> Worker:
+        """Another worker on this worker's loaded runner (call once this one has started)."""
+        assert self.runner is not None and self._loaded.done()
+        runner = self.runner
+        return Worker(
+            lambda: runner,
+            self._loop,
+            self._on_done,
+            self._on_dead,
+            self._fault_hook,
+            name=name,
+            shared=self._loaded.result(),
+        )
+
+    def submit(self, batch: list[Entry], threads: int | None = None) -> None:
+        """Queue a batch; `threads`: torch threads for its forward (None: leave as is)."""
+        self._inbox.put((batch, threads))
 
     def stop(self, timeout: float | None = None) -> None:
         """Let the batches already submitted finish, then end the thread."""
@@ -71,10 +98,11 @@ class Worker:
     def _run(self) -> None:
         try:
             runner = self._runner_factory()
-            info = runner.load()
+            info = runner.load() if self._shared is None else self._shared
         except BaseException as exc:
             self._loaded.set_exception(exc)
             return
+        self.runner = runner
         self._loaded.set_result(info)
         try:
             self._serve(runner)
@@ -85,7 +113,8 @@ class Worker:
             if not self._stopping:
                 self._call_loop(self._on_dead, exc)
         finally:
-            runner.close()
+            if self._shared is None:
+                runner.close()
 
     def _serve(self, runner: ModelRunner) -> None:
         # (batch, handle) launched on the device and not yet collected.
@@ -102,7 +131,11 @@ class Worker:
                 return
             launched: tuple[list[Entry], Any] | None = None
             if item is not None:
-                batch: list[Entry] = item
+                batch: list[Entry] = item[0]
+                threads: int | None = item[1]
+                if threads is not None and threads != self._threads:
+                    runner.set_threads(threads)
+                    self._threads = threads
                 try:
                     launched = (batch, self._launch(runner, batch))
                 except Exception as exc:

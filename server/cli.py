@@ -224,6 +224,22 @@ def _serve_parser(sub: Any) -> None:
         _import_hook,
     )
     _add(p, "batch-scan", "waiting prompts looked at to group similar lengths; 1: FIFO", 256, int)
+    _add(
+        p,
+        "workers",
+        "model worker threads sharing one copy of the weights (default: 2 on CPU with 2+ "
+        "threads, 1 on a GPU); under load each runs its own batch on num-threads/workers threads",
+        None,
+        int,
+    )
+    _add(
+        p,
+        "parallel-from",
+        "with several workers: prompts waiting before batches run side by side; below it one "
+        "batch runs at a time on every thread (latency)",
+        8,
+        int,
+    )
     _add(p, "padding-slack", "padded tokens ≤ (1 + slack) × real tokens per batch", 0.15, float)
 
 
@@ -247,6 +263,8 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         request_timeout=args.request_timeout,
         max_waiting_tokens=args.max_waiting_tokens,
         max_inflight_batches=args.max_inflight_batches,
+        workers=args.workers,
+        parallel_from=args.parallel_from,
         batch_scan=args.batch_scan,
         padding_slack=args.padding_slack,
         fault_hook=args.fault_hook,

@@ -56,6 +56,8 @@ class FakeRunner:
         self._entered = 0
         self.loaded = False
         self.closed = False
+        # (worker thread name, threads) for every set_threads() call, in order.
+        self.thread_counts: list[tuple[str, int]] = []
 
     # -- ModelRunner -------------------------------------------------------------------
 
@@ -80,6 +82,10 @@ class FakeRunner:
     def finish(self, launched: Any) -> list[list[float]]:
         result: list[list[float]] = launched
         return result
+
+    def set_threads(self, threads: int) -> None:
+        with self._lock:
+            self.thread_counts.append((threading.current_thread().name, threads))
 
     def close(self) -> None:
         self.closed = True

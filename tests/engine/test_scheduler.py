@@ -33,6 +33,8 @@ T = 5.0  # seconds: no single step of these tests should come near it
 
 @asynccontextmanager
 async def serving(bert_dir: Path, fake: FakeRunner, **config: Any) -> AsyncIterator[Engine]:
+    # One worker unless a test asks for more (the several-workers tests are at the end).
+    config.setdefault("workers", 1)
     engine = Engine(
         EngineConfig(model=str(bert_dir), device="cpu", **config), runner_factory=fake.factory()
     )
