@@ -416,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if argv is None:
         argv = sys.argv[1:]
+    # This process runs the model workers (serve, classify): before any thread starts.
+    from engine.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
     if argv[:1] == ["build-default"]:
         from engine.default_model import main as build_default
 

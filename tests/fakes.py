@@ -56,8 +56,12 @@ class FakeRunner:
         self._entered = 0
         self.loaded = False
         self.closed = False
-        # (worker thread name, threads) for every set_threads() call, in order.
-        self.thread_counts: list[tuple[str, int]] = []
+        # Every forward: (worker thread, its torch threads, forwards running at once, rows).
+        self.launches: list[tuple[str, int | None, int, int]] = []
+        self.changes_while_busy = 0
+        self._threads_of: dict[str, int] = {}
+        # The thread counts of the forwards running now.
+        self._running: list[int | None] = []
 
     # -- ModelRunner -------------------------------------------------------------------
 
@@ -67,8 +71,19 @@ class FakeRunner:
 
     def launch(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> Any:
         rows = [list(row) for row in ids]
+        name = threading.current_thread().name
+        threads = self._threads_of.get(name)
         with self._lock:
             self._entered += 1
+            self._running.append(threads)
+            self.launches.append((name, threads, len(self._running), len(rows)))
+        try:
+            return self._forward(rows)
+        finally:
+            with self._lock:
+                self._running.remove(threads)
+
+    def _forward(self, rows: list[list[int]]) -> Any:
         if self.gate is not None and not self.gate.wait(timeout=30):
             raise RuntimeError("FakeRunner gate was never opened")
         if self.delay:
@@ -84,8 +99,12 @@ class FakeRunner:
         return result
 
     def set_threads(self, threads: int) -> None:
+        name = threading.current_thread().name
         with self._lock:
-            self.thread_counts.append((threading.current_thread().name, threads))
+            # torch's thread count is partly process-wide: setting one that differs from a
+            # running forward's is what the scheduler must never do.
+            self.changes_while_busy += any(t != threads for t in self._running)
+            self._threads_of[name] = threads
 
     def close(self) -> None:
         self.closed = True
