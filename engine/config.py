@@ -80,8 +80,9 @@ class EngineConfig:
     workers: int | None = None
     # With several CPU workers: batches run side by side (few threads each) once this many
     # prompts wait with nothing running; below it one batch runs at a time on every thread,
-    # which is what a lone request's latency wants.
-    parallel_from: int = 8
+    # which is what a lone request's latency wants. 4 measured best at concurrency 8 (138
+    # texts/s against 123 for 8 and 108 for 16) and the same at 64 (bench/README.md).
+    parallel_from: int = 4
     # Waiting prompts take_batch looks at to group similar lengths; 1: strict queue order.
     batch_scan: int = 256
     # Padded tokens per batch stay within (1 + padding_slack) × real tokens when grouping.

@@ -237,7 +237,7 @@ def _serve_parser(sub: Any) -> None:
         "parallel-from",
         "with several workers: prompts waiting before batches run side by side; below it one "
         "batch runs at a time on every thread (latency)",
-        8,
+        4,
         int,
     )
     _add(p, "padding-slack", "padded tokens ≤ (1 + slack) × real tokens per batch", 0.15, float)
