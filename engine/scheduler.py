@@ -128,9 +128,14 @@ class Scheduler:
                 await self._wake.wait()
                 continue
             worker, threads = slot
+            # Side by side, the batches share the token budget: what runs at once, and so
+            # the activation memory, stays within --max-batch-tokens.
+            budget = cfg.max_batch_tokens
+            if self._threads is not None and self._side_by_side:
+                budget = max(1, budget // len(self._workers))
             batch = take_batch(
                 self.waiting,
-                cfg.max_batch_tokens,
+                budget,
                 cfg.max_num_seqs,
                 scan=cfg.batch_scan,
                 padding_slack=cfg.padding_slack,

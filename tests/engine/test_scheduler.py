@@ -452,3 +452,20 @@ async def test_the_default_is_two_workers_on_cpu_and_both_stop(bert_dir: Path) -
     assert not {"classifyd-worker", "classifyd-worker-1"} & {t.name for t in threading.enumerate()}
     # The runner both shared is closed once, by the worker that loaded it.
     assert fake.closed
+
+
+async def test_batches_side_by_side_share_the_token_budget(bert_dir: Path) -> None:
+    gate = threading.Event()
+    fake = FakeRunner(gate=gate, delay=0.02)
+    config = {"workers": 2, "num_threads": 2, "parallel_from": 4, "max_batch_tokens": 8}
+    async with serving(bert_dir, fake, **config) as engine:
+        hold = submit(engine, [1])
+        await until(lambda: fake.entered == 1)
+        queued = [submit(engine, [i, i]) for i in range(2, 10)]
+        await until(lambda: waiting(engine) == 8)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(hold, *queued), T)
+    # Two running at once hold at most 8 padded tokens between them: 4 each (two prompts
+    # of 2), so memory stays what one batch of --max-batch-tokens would take.
+    side_by_side = [rows for _, threads, _, rows in fake.launches if threads == 1]
+    assert side_by_side and all(rows <= 2 for rows in side_by_side)
