@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Coroutine
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -22,6 +22,8 @@ from server.app import create_app
 from server.config import ServerConfig
 
 logger = logging.getLogger("classifyd.server")
+
+T = TypeVar("T")
 
 
 class DrainingServer(uvicorn.Server):
@@ -104,7 +106,7 @@ async def serve(
         await engine.stop()
 
 
-def run(main: Coroutine[Any, Any, int]) -> int:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop when it is installed (uvicorn[standard] brings it), else asyncio."""
     try:
         import uvloop
