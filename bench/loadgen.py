@@ -131,9 +131,14 @@ async def run_load(
                 return send
 
         own = [new_sender() for _ in range(clients if rate is None else 0)]
+        # Open loop: connections free for the next request (the warm-up's is the first).
         idle: list[Sender] = []
-        for _ in range(warmup_requests):
-            await (own[0] if own else _take(idle, new_sender))(next(bodies)[0])
+        if warmup_requests:
+            warm = own[0] if own else new_sender()
+            for _ in range(warmup_requests):
+                await warm(next(bodies)[0])
+            if not own:
+                idle.append(warm)
 
         async def one(send: Sender, body: bytes, count: int) -> None:
             nonlocal sent_texts

@@ -41,7 +41,8 @@ class Scheduler:
         self._busy: dict[int, int] = {}
         # (all threads, threads per worker side by side); None: one worker, never changed.
         self._threads: tuple[int, int] | None = None
-        # Whether the batches running now run side by side (several workers only).
+        # Whether the batches running now run side by side (only ever set with several
+        # workers, by _slot()).
         self._side_by_side = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -131,7 +132,7 @@ class Scheduler:
             # Side by side, the batches share the token budget: what runs at once, and so
             # the activation memory, stays within --max-batch-tokens.
             budget = cfg.max_batch_tokens
-            if self._threads is not None and self._side_by_side:
+            if self._side_by_side:
                 budget = max(1, budget // len(self._workers))
             batch = take_batch(
                 self.waiting,

@@ -399,18 +399,25 @@ async def test_a_lone_request_runs_on_every_thread_with_nothing_beside_it(
     assert fake.changes_while_busy == 0
 
 
+async def behind_one_running(
+    engine: Engine, fake: FakeRunner, gate: threading.Event, prompts: list[list[int]]
+) -> list[ClassifyResult]:
+    """Hold one prompt in the model, queue `prompts` behind it, then let everything run."""
+    hold = submit(engine, [1])
+    await until(lambda: fake.entered == 1)
+    queued = [submit(engine, p) for p in prompts]
+    await until(lambda: waiting(engine) == len(prompts))
+    gate.set()
+    return list(await asyncio.wait_for(asyncio.gather(hold, *queued), T))
+
+
 async def test_under_load_batches_run_side_by_side_one_thread_each(bert_dir: Path) -> None:
     gate = threading.Event()
     # The delay keeps forwards long enough to overlap once the gate opens.
     fake = FakeRunner(gate=gate, delay=0.05)
     config = {"workers": 2, "num_threads": 2, "parallel_from": 4, "max_num_seqs": 3}
     async with serving(bert_dir, fake, **config) as engine:
-        hold = submit(engine, [1])
-        await until(lambda: fake.entered == 1)
-        queued = [submit(engine, [i]) for i in range(2, 10)]
-        await until(lambda: waiting(engine) == 8)
-        gate.set()
-        results = await asyncio.wait_for(asyncio.gather(hold, *queued), T)
+        results = await behind_one_running(engine, fake, gate, [[i] for i in range(2, 10)])
     # Every prompt got its own row back, whichever worker ran it.
     assert [r.logits for r in results] == [[fake_logits([i])] for i in range(1, 10)]
     first, second, third, *_ = fake.launches
@@ -459,12 +466,7 @@ async def test_batches_side_by_side_share_the_token_budget(bert_dir: Path) -> No
     fake = FakeRunner(gate=gate, delay=0.02)
     config = {"workers": 2, "num_threads": 2, "parallel_from": 4, "max_batch_tokens": 8}
     async with serving(bert_dir, fake, **config) as engine:
-        hold = submit(engine, [1])
-        await until(lambda: fake.entered == 1)
-        queued = [submit(engine, [i, i]) for i in range(2, 10)]
-        await until(lambda: waiting(engine) == 8)
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(hold, *queued), T)
+        await behind_one_running(engine, fake, gate, [[i, i] for i in range(2, 10)])
     # Two running at once hold at most 8 padded tokens between them: 4 each (two prompts
     # of 2), so memory stays what one batch of --max-batch-tokens would take.
     side_by_side = [rows for _, threads, _, rows in fake.launches if threads == 1]
