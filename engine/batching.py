@@ -67,16 +67,19 @@ def take_batch(
     *,
     scan: int = 1,
     padding_slack: float = 0.15,
+    packed: bool = False,
 ) -> list[Entry]:
     """Take the next batch: the oldest entry of the best priority, plus what fits with it.
 
-    A batch costs len(batch) × its longest prompt, which is what a padded forward computes;
-    it stays within `max_batch_tokens` and `max_num_seqs`. The first live entry (the head) is
-    always taken, so nothing waits behind more batches than there are entries ahead of it,
-    and a prompt longer than the budget cannot stall the queue. Cancelled entries are dropped
-    here and never reach the model.
+    A batch costs len(batch) × its longest prompt, which is what a padded forward computes,
+    or with `packed` (engine/packed.py) the sum of its prompts' lengths, which is what a
+    packed one computes; it stays within `max_batch_tokens` and `max_num_seqs`. The first
+    live entry (the head) is always taken, so nothing waits behind more batches than there
+    are entries ahead of it, and a prompt longer than the budget cannot stall the queue.
+    Cancelled entries are dropped here and never reach the model.
 
     scan == 1: strict queue order; the first entry that does not fit goes back to the front.
+    packed: strict queue order too, as lengths cost nothing to mix.
     scan > 1: look at up to `scan` entries of the head's priority, sort them by length and
     grow the batch from the head towards whichever neighbour pads less, while padded tokens
     stay within (1 + padding_slack) × real tokens. Similar lengths run together; the rest
@@ -85,8 +88,8 @@ def take_batch(
     head = _pop_live(waiting)
     if head is None:
         return []
-    if scan <= 1:
-        return _take_in_order(waiting, head, max_batch_tokens, max_num_seqs)
+    if scan <= 1 or packed:
+        return _take_in_order(waiting, head, max_batch_tokens, max_num_seqs, packed)
     candidates = [head]
     while waiting and len(candidates) < scan:
         entry = waiting.pop()
@@ -137,18 +140,20 @@ def _pop_live(waiting: WaitingQueue) -> Entry | None:
 
 
 def _take_in_order(
-    waiting: WaitingQueue, head: Entry, max_batch_tokens: int, max_num_seqs: int
+    waiting: WaitingQueue, head: Entry, max_batch_tokens: int, max_num_seqs: int, packed: bool
 ) -> list[Entry]:
     batch = [head]
-    longest = head.length
+    longest = real = head.length
     while waiting:
         entry = waiting.pop()
         if entry.cancelled:
             continue
         widest = max(longest, entry.length)
-        if len(batch) >= max_num_seqs or (len(batch) + 1) * widest > max_batch_tokens:
+        cost = real + entry.length if packed else (len(batch) + 1) * widest
+        if len(batch) >= max_num_seqs or cost > max_batch_tokens:
             waiting.push_front(entry)
             break
         batch.append(entry)
         longest = widest
+        real += entry.length
     return batch

@@ -61,7 +61,8 @@ class EngineConfig:
     # probabilities, by 2e-2 on average on the default model: bench/precision.py).
     # "none": the weights as loaded.
     quantization: Quantization = "none"
-    # Padded tokens per forward: len(batch) × longest prompt in it.
+    # Tokens per forward: len(batch) × longest prompt in it (padded), or the prompts' own
+    # tokens with the packed forward.
     max_batch_tokens: int = 16384
     max_num_seqs: int = 256
     # None: the model's own limit (position embeddings / tokenizer).
@@ -87,6 +88,10 @@ class EngineConfig:
     batch_scan: int = 256
     # Padded tokens per batch stay within (1 + padding_slack) × real tokens when grouping.
     padding_slack: float = 0.15
+    # The unpadded forward for BERT-family encoders on CPU (engine/packed.py): no dense
+    # layer computes a pad token, so batches take the queue in order, whatever the lengths
+    # (batch_scan and padding_slack then do not apply). False: the model's own forward.
+    packed: bool = True
     tokenizer_workers: int = 1
     num_threads: int = field(default_factory=default_num_threads)
     # Seconds a request may wait for its answer; past it: 503, and its queued prompts are

@@ -125,12 +125,13 @@ class Engine:
             await asyncio.shield(asyncio.wrap_future(worker.start()))
         inflight = cfg.max_inflight_batches or (2 if on_gpu else count)
         threads = (cfg.num_threads, max(1, cfg.num_threads // count))
-        self._scheduler.start(self._workers, inflight, threads)
+        self._scheduler.start(self._workers, inflight, threads, packed=self._info.packed)
         self._accepting = True
         logger.info(
-            "engine ready: %s (%s, %s%s on %s, %d worker%s), max_model_len=%d, labels=%s",
+            "engine ready: %s (%s, %s%s%s on %s, %d worker%s), max_model_len=%d, labels=%s",
             cfg.model, self._info.architecture, self._info.dtype,
-            " + int8" if self._info.quantization == "int8" else "", self._info.device,
+            " + int8" if self._info.quantization == "int8" else "",
+            ", packed" if self._info.packed else "", self._info.device,
             count, "" if count == 1 else "s", self._max_model_len, list(self._info.labels),
         )  # fmt: skip
 

@@ -84,6 +84,7 @@ class ClassifierOptions(TypedDict, total=False):
     parallel_from: int
     batch_scan: int
     padding_slack: float
+    packed: bool
     trust_remote_code: bool
     hf_overrides: dict[str, Any] | None
     convert: Literal["none", "classify"]
@@ -104,7 +105,7 @@ _ENGINE_KEYS = frozenset(
     {
         "device", "dtype", "quantization", "max_batch_tokens", "max_num_seqs", "max_model_len",
         "max_concurrent_requests", "num_threads", "tokenizer_workers", "max_inflight_batches",
-        "workers", "parallel_from", "batch_scan", "padding_slack", "trust_remote_code",
+        "workers", "parallel_from", "batch_scan", "padding_slack", "packed", "trust_remote_code",
         "hf_overrides", "convert",
         "classifier_from_tokens",
     }

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
 from engine.loading import first_line, load_classifier
+from engine.packed import PackedEncoder
 from engine.quantize import quantize_int8
 
 logger = logging.getLogger("classifyd.runner")
@@ -42,6 +43,8 @@ class ModelInfo:
     architecture: str
     # "int8" when the Linear layers were quantized at load (engine/quantize.py), else "none".
     quantization: str = "none"
+    # True when forwards are packed (engine/packed.py): a batch costs its real tokens.
+    packed: bool = False
 
     @property
     def num_labels(self) -> int:
@@ -97,6 +100,7 @@ class TransformersRunner:
         # True when the model has no pad token of its own (see launch()).
         self._free_pad = False
         self._takes_type_ids = False
+        self._packed: PackedEncoder | None = None
         self._streams: tuple[Any, Any] | None = None
         # Several CPU workers may share this runner; a model without a pad token has its
         # config changed per batch (see _launch()), so those forwards run one at a time.
@@ -127,6 +131,10 @@ class TransformersRunner:
         if device.type == "cuda":
             self.is_async = True
             self._streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+        elif self._config.packed:
+            # CPU only for now: the GPU path stages whole padded tensors on a side stream,
+            # and has not been measured packed.
+            self._packed = self._checked_packed(torch, model, dtype)
         info = ModelInfo(
             labels=_labels(model.config),
             problem_type=getattr(model.config, "problem_type", None),
@@ -137,6 +145,7 @@ class TransformersRunner:
             model_type=str(model.config.model_type),
             architecture=type(model).__name__,
             quantization=self._config.quantization,
+            packed=self._packed is not None,
         )
         self._warm_up(info)
         return info
@@ -151,6 +160,9 @@ class TransformersRunner:
     ) -> Any:
         import torch
 
+        if self._packed is not None:
+            with torch.inference_mode():
+                return self._packed(ids, type_ids if self._takes_type_ids else None).float()
         width = max(len(row) for row in ids)
         pad = self._pad_id
         if self._free_pad:
@@ -221,6 +233,28 @@ class TransformersRunner:
             done = torch.cuda.Event()
             done.record(compute_stream)
         return out, done
+
+    def _checked_packed(self, torch: Any, model: Any, dtype: Any) -> PackedEncoder | None:
+        """The packed forward, once it has matched the model's own on a padded batch: a
+        variant whose modules look right but compute otherwise keeps its own forward."""
+        packed = PackedEncoder.of(model)
+        if packed is None:
+            return None
+        vocab = int(model.get_input_embeddings().num_embeddings)
+        rows = [[(7 * i + 3 * j + 5) % vocab for j in range(n)] for i, n in enumerate((9, 4, 6))]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [self._pad_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        with torch.inference_mode():
+            want = model(input_ids=ids, attention_mask=mask).logits.float().softmax(-1)
+            got = packed(rows, None).float().softmax(-1)
+        # fp32 agrees to ~1e-7; bf16 and int8 move by their own rounding (bench/precision.py).
+        exact = dtype == torch.float32 and self._config.quantization == "none"
+        diff = float((got - want).abs().max())
+        if diff > (1e-4 if exact else 5e-2):
+            logger.warning("packed forward differs from the model's by %.2g; not used", diff)
+            return None
+        return packed
 
     def _warm_up(self, info: ModelInfo) -> None:
         # On a GPU a full-budget batch makes an out-of-memory fail the boot, not a request.

@@ -44,6 +44,8 @@ class Scheduler:
         # Whether the batches running now run side by side (only ever set with several
         # workers, by _slot()).
         self._side_by_side = False
+        # Packed forwards (engine/packed.py): a batch costs its real tokens.
+        self._packed = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._stop_error = EngineUnavailable("The server is shutting down.")
@@ -53,8 +55,11 @@ class Scheduler:
         workers: list[Worker],
         max_inflight_batches: int,
         threads: tuple[int, int] | None = None,
+        *,
+        packed: bool = False,
     ) -> None:
         self._workers = workers
+        self._packed = packed
         self._busy = {id(w): 0 for w in workers}
         self._max_inflight = max_inflight_batches
         self._threads = threads if len(workers) > 1 else None
@@ -140,6 +145,7 @@ class Scheduler:
                 cfg.max_num_seqs,
                 scan=cfg.batch_scan,
                 padding_slack=cfg.padding_slack,
+                packed=self._packed,
             )
             if not batch:
                 continue
@@ -148,7 +154,9 @@ class Scheduler:
             for entry in batch:
                 entry.started_at = now
                 real += entry.length
-            self._metrics.observe_batch(len(batch), real, len(batch) * max(e.length for e in batch))
+            # Packed, the dense layers compute the real tokens only.
+            padded = real if self._packed else len(batch) * max(e.length for e in batch)
+            self._metrics.observe_batch(len(batch), real, padded)
             self._inflight[id(batch)] = (batch, worker)
             self._busy[id(worker)] += 1
             self.running += len(batch)

@@ -98,7 +98,13 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
         "none",
         choices=["none", "int8"],
     )
-    _add(p, "max-batch-tokens", "padded tokens per forward (prompts × longest)", 16384, int)
+    _add(
+        p,
+        "max-batch-tokens",
+        "tokens per forward: prompts × longest, or their own tokens when packed",
+        16384,
+        int,
+    )
     _add(p, "max-num-seqs", "prompts per forward", 256, int)
     _add(
         p,
@@ -241,6 +247,16 @@ def _serve_parser(sub: Any) -> None:
         int,
     )
     _add(p, "padding-slack", "padded tokens ≤ (1 + slack) × real tokens per batch", 0.15, float)
+    _add(
+        p,
+        "packed",
+        "unpadded forward for BERT-family encoders on CPU (batches then take the queue in "
+        "order; batch-scan and padding-slack do not apply); false: the model's own forward",
+        True,
+        _flag,
+        nargs="?",
+        const=True,
+    )
 
 
 def _engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -267,6 +283,7 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         parallel_from=args.parallel_from,
         batch_scan=args.batch_scan,
         padding_slack=args.padding_slack,
+        packed=args.packed,
         fault_hook=args.fault_hook,
     )
 
