@@ -2,7 +2,7 @@
 
 A padded forward runs every Linear, activation and layer norm on len(batch) × longest
 tokens, which is three times the real tokens for a batch of 32 texts in arrival order, and
-still 1.14 × for the ~12 similar-length texts the scheduler groups at saturation (bench/).
+still 1.14 × for the ~12 similar-length texts the scheduler grouped at saturation (bench/).
 Only attention needs rows; everything else is per token. So this forward concatenates the
 tokens of every row into one [tokens, hidden] tensor for the dense parts, and hands
 attention rows of similar length in a few groups, each padded to its own longest row (or not
@@ -10,50 +10,46 @@ at all when their lengths are equal) for one scaled_dot_product_attention call.
 
 It calls the model's own modules (quantized Linear layers included) in the order the
 transformers forward does, so results match it to float rounding (tests/engine/test_packed.py
-checks to 1e-5 against the padded forward). `PackedEncoder.of(model)` returns None for
-anything it does not recognise, and the runner then uses the model's own forward.
+checks 1e-5 against the padded forward). `PackedEncoder.of(model)` returns None for anything
+it does not recognise, and the runner then uses the model's own forward.
+
+The forward is TorchScript-compiled when it can be: a scripted module runs without the GIL
+from its first op to its last, where eager Python takes the GIL back between every two ops,
+and two workers and the event loop queue for it (bench/README.md). If scripting fails
+(an activation TorchScript cannot compile), the same module runs eagerly.
 
 Supported: BERT (MiniLM, cross-encoders), RoBERTa / XLM-RoBERTa, ELECTRA, DistilBERT, with
-absolute position embeddings.
+absolute position embeddings. This module imports torch: the runner imports it lazily.
+(No `from __future__ import annotations`: TorchScript reads the annotations themselves.)
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import logging
+import warnings
+from collections.abc import Sequence
 from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger("classifyd.packed")
 
 # Attention groups: rows stay in one group while the group's padded attention (rows ×
 # longest²) is within (1 + ATTENTION_SLACK) × the rows' own (Σ length²). Each group costs a
-# few small ops per layer, so near lengths share one.
+# few small ops per layer; 0.3 measured best against 1.0, one group, and fixed allowances
+# (in-process, batches of 16 short and long-tail texts).
 ATTENTION_SLACK = 0.3
 
-# model_type → (attribute of the base model, how positions count).
+# model_type → the attribute holding the base model.
 _FAMILIES = {
-    "bert": ("bert", "absolute"),
-    "electra": ("electra", "absolute"),
-    "roberta": ("roberta", "after_padding"),
-    "xlm-roberta": ("roberta", "after_padding"),
-    "distilbert": ("distilbert", "absolute"),
+    "bert": "bert",
+    "electra": "electra",
+    "roberta": "roberta",
+    "xlm-roberta": "roberta",
+    "distilbert": "distilbert",
 }
-
-
-@dataclass(frozen=True)
-class _Block:
-    """One transformer layer's modules, whatever the family calls them."""
-
-    query: Any
-    key: Any
-    value: Any
-    heads: int
-    head_dim: int
-    scale: float
-    attn_out: Any
-    attn_norm: Any
-    ffn_in: Any
-    act: Callable[[Any], Any]
-    ffn_out: Any
-    ffn_norm: Any
+# Families whose position ids count real tokens after the padding index.
+_AFTER_PADDING = {"roberta", "xlm-roberta"}
 
 
 def attention_groups(lengths: Sequence[int], slack: float = ATTENTION_SLACK) -> list[int]:
@@ -80,198 +76,198 @@ def attention_groups(lengths: Sequence[int], slack: float = ATTENTION_SLACK) -> 
     return ends
 
 
-class PackedEncoder:
-    """The unpadded forward of one loaded encoder classifier (see the module docstring)."""
+def _padded(x: Tensor, index: Tensor | None, size: int) -> Tensor:
+    """`x` ([tokens, hidden]) laid out as padded rows ([size, hidden]). Pads are zeros, so
+    a masked key or value can never carry a NaN into the softmax or the weighted sum."""
+    if index is None:
+        return x
+    out = x.new_zeros((size, x.shape[1]))
+    out.index_copy_(0, index, x)
+    return out
+
+
+class _Layer(nn.Module):
+    """One transformer layer over packed tokens, from the model's own modules."""
+
+    heads: int
+    head_dim: int
+    scale: float
+
+    def __init__(self, modules: dict[str, nn.Module], heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.query = modules["query"]
+        self.key = modules["key"]
+        self.value = modules["value"]
+        self.attn_out = modules["attn_out"]
+        self.attn_norm = modules["attn_norm"]
+        self.ffn_in = modules["ffn_in"]
+        self.act = modules["act"]
+        self.ffn_out = modules["ffn_out"]
+        self.ffn_norm = modules["ffn_norm"]
+        self.heads = heads
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+
+    def forward(
+        self,
+        hidden: Tensor,
+        groups: list[list[int]],
+        indexes: list[Tensor | None],
+        masks: list[Tensor | None],
+    ) -> Tensor:
+        q, k, v = self.query(hidden), self.key(hidden), self.value(hidden)
+        outs: list[Tensor] = []
+        for g in range(len(groups)):
+            rows, width, start, end = groups[g][0], groups[g][1], groups[g][2], groups[g][3]
+            index = indexes[g]
+            shape = [rows, width, self.heads, self.head_dim]
+            qg = _padded(q[start:end], index, rows * width).view(shape).transpose(1, 2)
+            kg = _padded(k[start:end], index, rows * width).view(shape).transpose(1, 2)
+            vg = _padded(v[start:end], index, rows * width).view(shape).transpose(1, 2)
+            out = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=masks[g], scale=self.scale)
+            out = out.transpose(1, 2).reshape(rows * width, self.heads * self.head_dim)
+            if index is not None:
+                out = out.index_select(0, index)
+            outs.append(out)
+        attended = outs[0] if len(outs) == 1 else torch.cat(outs)
+        hidden = self.attn_norm(self.attn_out(attended) + hidden)
+        return self.ffn_norm(self.ffn_out(self.act(self.ffn_in(hidden))) + hidden)
+
+
+class _Encoder(nn.Module):
+    """Embeddings, layers and the classification head over packed tokens."""
 
     def __init__(
         self,
-        *,
-        words: Any,
-        positions: Any,
-        token_types: Any | None,
-        norm: Any,
-        project: Any | None,
-        blocks: list[_Block],
-        head: Callable[[Any], Any],
-        position_mode: str,
-        padding_idx: int,
+        embeddings: tuple[nn.Module, nn.Module, nn.Module | None, nn.Module, nn.Module | None],
+        layers: list[_Layer],
+        head: tuple[nn.Module, nn.Module, nn.Module],
     ) -> None:
-        self._words = words
-        self._positions = positions
-        self._token_types = token_types
-        self._norm = norm
-        self._project = project
-        self._blocks = blocks
-        self._head = head
-        self._position_mode = position_mode
-        self._padding_idx = padding_idx
+        super().__init__()
+        # Words, positions, token types, layer norm, projection. None (DistilBERT has no
+        # token types; ELECTRA's projection is optional): TorchScript takes a None attribute
+        # as a constant and drops its branch.
+        self.words, self.positions, self.token_types, self.norm, self.project = embeddings
+        self.layers = nn.ModuleList(layers)
+        # Every supported head is out(act(dense(first token))): BERT's pooler and
+        # classifier, RoBERTa's and ELECTRA's classification head, DistilBERT's
+        # pre_classifier, ReLU and classifier.
+        self.dense, self.act, self.out = head
+
+    def forward(
+        self,
+        ids: Tensor,
+        positions: Tensor,
+        types: Tensor | None,
+        groups: list[list[int]],
+        indexes: list[Tensor | None],
+        masks: list[Tensor | None],
+        firsts: Tensor,
+        back: Tensor,
+    ) -> Tensor:
+        # The additions in the order transformers makes them: words + types, + positions.
+        hidden = self.words(ids)
+        token_types = self.token_types
+        if token_types is not None and types is not None:
+            hidden = hidden + token_types(types)
+        hidden = self.norm(hidden + self.positions(positions))
+        project = self.project
+        if project is not None:
+            hidden = project(hidden)
+        for layer in self.layers:
+            hidden = layer(hidden, groups, indexes, masks)
+        logits = self.out(self.act(self.dense(hidden.index_select(0, firsts))))
+        return logits.index_select(0, back)
+
+
+class PackedEncoder:
+    """The packed forward of one loaded encoder classifier (see the module docstring)."""
+
+    def __init__(
+        self, encoder: _Encoder, *, has_types: bool, after_padding: int | None, script: bool
+    ) -> None:
+        self._has_types = has_types
+        # RoBERTa's padding index (positions count after it); None: positions from 0.
+        self._after_padding = after_padding
+        self.scripted = False
+        self._forward: Any = encoder
+        if not script:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit is deprecated; it still runs
+                self._forward = torch.jit.script(encoder)
+            self.scripted = True
+        except Exception as exc:  # any scripting failure: the same module, eagerly
+            logger.info("packed forward runs eagerly (TorchScript: %s)", str(exc)[:200])
 
     @classmethod
-    def of(cls, model: Any) -> PackedEncoder | None:
-        """The packed forward of `model`, or None when it is not a family this knows."""
+    def of(cls, model: Any, *, script: bool = True) -> "PackedEncoder | None":
+        """The packed forward of `model`, or None when it is not a family this knows.
+        script=False: run it eagerly (tests check both ways)."""
         config = model.config
-        family = _FAMILIES.get(str(config.model_type))
-        if family is None or model.training:
+        model_type = str(config.model_type)
+        base = getattr(model, _FAMILIES.get(model_type, ""), None)
+        if base is None or model.training:
             return None
         if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
             return None
         if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
             return None
-        base = getattr(model, family[0], None)
-        if base is None:
-            return None
         try:
-            if config.model_type == "distilbert":
-                return cls._distilbert(model, base)
-            return cls._bert_like(model, base, family[1])
+            if model_type == "distilbert":
+                encoder = _distilbert(model, base)
+            else:
+                encoder = _bert_like(model, base, model_type)
         except AttributeError:
             return None  # a variant whose modules are laid out otherwise
-
-    @classmethod
-    def _bert_like(cls, model: Any, base: Any, position_mode: str) -> PackedEncoder | None:
-        emb = base.embeddings
-        blocks = []
-        for layer in base.encoder.layer:
-            attn = layer.attention.self
-            blocks.append(
-                _Block(
-                    query=attn.query,
-                    key=attn.key,
-                    value=attn.value,
-                    heads=attn.num_attention_heads,
-                    head_dim=attn.attention_head_size,
-                    scale=attn.attention_head_size**-0.5,
-                    attn_out=layer.attention.output.dense,
-                    attn_norm=layer.attention.output.LayerNorm,
-                    ffn_in=layer.intermediate.dense,
-                    act=layer.intermediate.intermediate_act_fn,
-                    ffn_out=layer.output.dense,
-                    ffn_norm=layer.output.LayerNorm,
-                )
-            )
-        head: Callable[[Any], Any]
-        if model.config.model_type == "bert":
-            pooler = base.pooler
-            if pooler is None:
-                return None
-            classifier = model.classifier
-
-            def head(first: Any) -> Any:
-                return classifier(pooler(first))
-
-        else:
-            # RoBERTa's and ELECTRA's heads read features[:, 0] themselves.
-            head = model.classifier
-        return cls(
-            words=emb.word_embeddings,
-            positions=emb.position_embeddings,
-            token_types=emb.token_type_embeddings,
-            norm=emb.LayerNorm,
-            project=getattr(base, "embeddings_project", None),
-            blocks=blocks,
-            head=head,
-            position_mode=position_mode,
-            padding_idx=int(getattr(emb, "padding_idx", None) or 0),
-        )
-
-    @classmethod
-    def _distilbert(cls, model: Any, base: Any) -> PackedEncoder:
-        import torch
-
-        emb = base.embeddings
-        blocks = []
-        for layer in base.transformer.layer:
-            attn = layer.attention
-            blocks.append(
-                _Block(
-                    query=attn.q_lin,
-                    key=attn.k_lin,
-                    value=attn.v_lin,
-                    heads=attn.n_heads,
-                    head_dim=attn.attention_head_size,
-                    scale=attn.attention_head_size**-0.5,
-                    attn_out=attn.out_lin,
-                    attn_norm=layer.sa_layer_norm,
-                    ffn_in=layer.ffn.lin1,
-                    act=layer.ffn.activation,
-                    ffn_out=layer.ffn.lin2,
-                    ffn_norm=layer.output_layer_norm,
-                )
-            )
-        pre, classifier = model.pre_classifier, model.classifier
-
-        def head(first: Any) -> Any:
-            return classifier(torch.relu(pre(first[:, 0])))
-
-        return cls(
-            words=emb.word_embeddings,
-            positions=emb.position_embeddings,
-            token_types=None,
-            norm=emb.LayerNorm,
-            project=None,
-            blocks=blocks,
-            head=head,
-            position_mode="absolute",
-            padding_idx=0,
-        )
+        if encoder is None:
+            return None
+        after_padding = None
+        if model_type in _AFTER_PADDING:
+            after_padding = int(base.embeddings.padding_idx)
+        has_types = encoder.token_types is not None
+        return cls(encoder, has_types=has_types, after_padding=after_padding, script=script)
 
     def __call__(
         self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
     ) -> Any:
         """Logits for `ids` (rows in their given order); call under torch.inference_mode()."""
-        import torch
-        import torch.nn.functional as F
-
         # Longest rows first, so that each attention group is a contiguous run of rows and
-        # of tokens; `order` maps back at the end.
+        # of tokens; `back` restores the given order at the end.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         lengths = [len(ids[i]) for i in order]
-        flat = [t for i in order for t in ids[i]]
-        input_ids = torch.tensor(flat)
-        hidden = self._words(input_ids)
-        if self._token_types is not None:
+        flat = torch.tensor([t for i in order for t in ids[i]])
+        types = None
+        if self._has_types:
             if type_ids is None:
-                types = torch.zeros_like(input_ids)
+                types = torch.zeros_like(flat)
             else:
                 types = torch.tensor([t for i in order for t in type_ids[i]])
-            hidden = hidden + self._token_types(types)
-        hidden = hidden + self._positions(torch.tensor(self._position_ids(ids, order)))
-        hidden = self._norm(hidden)
-        if self._project is not None:
-            hidden = self._project(hidden)
-
-        groups = self._groups(torch, lengths)
-        for block in self._blocks:
-            q, k, v = block.query(hidden), block.key(hidden), block.value(hidden)
-            outs = []
-            for rows, width, start, end, index, mask in groups:
-                shape = (rows, width, block.heads, block.head_dim)
-                qg, kg, vg = (
-                    _rows(x[start:end], index, rows * width).view(shape).transpose(1, 2)
-                    for x in (q, k, v)
-                )
-                out = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, scale=block.scale)
-                out = out.transpose(1, 2).reshape(rows * width, block.heads * block.head_dim)
-                outs.append(out if index is None else out.index_select(0, index))
-            attended = outs[0] if len(outs) == 1 else torch.cat(outs)
-            hidden = block.attn_norm(block.attn_out(attended) + hidden)
-            hidden = block.ffn_norm(block.ffn_out(block.act(block.ffn_in(hidden))) + hidden)
-
-        starts = [0]
+        groups, indexes, masks = _groups(lengths)
+        firsts = [0]
         for length in lengths[:-1]:
-            starts.append(starts[-1] + length)
-        first = hidden.index_select(0, torch.tensor(starts)).unsqueeze(1)
-        logits = self._head(first)
-        back = torch.empty(len(order), dtype=torch.long)
-        back[torch.tensor(order)] = torch.arange(len(order))
-        return logits.index_select(0, back)
+            firsts.append(firsts[-1] + length)
+        back = [0] * len(order)
+        for place, row in enumerate(order):
+            back[row] = place
+        return self._forward(
+            flat,
+            torch.tensor(self._position_ids(ids, order)),
+            types,
+            groups,
+            indexes,
+            masks,
+            torch.tensor(firsts),
+            torch.tensor(back),
+        )
 
     def _position_ids(self, ids: Sequence[Sequence[int]], order: list[int]) -> list[int]:
-        if self._position_mode == "absolute":
+        pad = self._after_padding
+        if pad is None:
             return [p for i in order for p in range(len(ids[i]))]
         # RoBERTa: positions count real (non-pad) tokens after padding_idx; a pad id inside
         # a prompt keeps position padding_idx and does not advance the count.
-        pad = self._padding_idx
         out: list[int] = []
         for i in order:
             count = 0
@@ -283,31 +279,85 @@ class PackedEncoder:
                     out.append(pad + count)
         return out
 
-    @staticmethod
-    def _groups(torch: Any, lengths: list[int]) -> list[tuple[int, int, int, int, Any, Any]]:
-        """Per attention group: rows, padded width, token range, the real tokens' places
-        in the padded [rows × width] layout (None: no padding) and the key mask."""
-        groups = []
-        start_row = start_token = 0
-        for end_row in attention_groups(lengths):
-            group = lengths[start_row:end_row]
-            rows, width = len(group), group[0]
-            tokens = sum(group)
-            index = mask = None
-            if any(n != width for n in group):
-                keep = torch.arange(width)[None, :] < torch.tensor(group)[:, None]
-                index = keep.reshape(-1).nonzero().squeeze(1)
-                mask = keep[:, None, None, :]
-            groups.append((rows, width, start_token, start_token + tokens, index, mask))
-            start_row, start_token = end_row, start_token + tokens
-        return groups
+
+def _groups(lengths: list[int]) -> tuple[list[list[int]], list[Tensor | None], list[Tensor | None]]:
+    """Per attention group: [rows, padded width, first token, end token]; the real tokens'
+    places in the padded [rows × width] layout (None: no padding); the key mask."""
+    groups: list[list[int]] = []
+    indexes: list[Tensor | None] = []
+    masks: list[Tensor | None] = []
+    start_row = start_token = 0
+    for end_row in attention_groups(lengths):
+        group = lengths[start_row:end_row]
+        width, tokens = group[0], sum(group)
+        index = mask = None
+        if any(n != width for n in group):
+            keep = torch.arange(width)[None, :] < torch.tensor(group)[:, None]
+            index = keep.reshape(-1).nonzero().squeeze(1)
+            mask = keep[:, None, None, :]
+        groups.append([len(group), width, start_token, start_token + tokens])
+        indexes.append(index)
+        masks.append(mask)
+        start_row, start_token = end_row, start_token + tokens
+    return groups, indexes, masks
 
 
-def _rows(x: Any, index: Any, size: int) -> Any:
-    """`x` ([tokens, hidden]) laid out as padded rows ([size, hidden]); pads are zeros, so a
-    masked key or value can never carry a NaN into the softmax or the weighted sum."""
-    if index is None:
-        return x
-    out = x.new_zeros((size, x.shape[1]))
-    out.index_copy_(0, index, x)
-    return out
+def _bert_like(model: Any, base: Any, model_type: str) -> _Encoder | None:
+    emb = base.embeddings
+    layers = []
+    for layer in base.encoder.layer:
+        attn = layer.attention.self
+        modules = {
+            "query": attn.query,
+            "key": attn.key,
+            "value": attn.value,
+            "attn_out": layer.attention.output.dense,
+            "attn_norm": layer.attention.output.LayerNorm,
+            "ffn_in": layer.intermediate.dense,
+            "act": layer.intermediate.intermediate_act_fn,
+            "ffn_out": layer.output.dense,
+            "ffn_norm": layer.output.LayerNorm,
+        }
+        if not isinstance(modules["act"], nn.Module):
+            return None  # a plain function as hidden_act: not a module to hold or script
+        layers.append(_Layer(modules, attn.num_attention_heads, attn.attention_head_size))
+    head: tuple[nn.Module, nn.Module, nn.Module]
+    if model_type == "bert":
+        if base.pooler is None:
+            return None
+        head = (base.pooler.dense, base.pooler.activation, model.classifier)
+    elif model_type == "electra":
+        head = (model.classifier.dense, model.classifier.activation, model.classifier.out_proj)
+    else:  # RoBERTa's head applies torch.tanh
+        head = (model.classifier.dense, nn.Tanh(), model.classifier.out_proj)
+    embeddings = (
+        emb.word_embeddings,
+        emb.position_embeddings,
+        emb.token_type_embeddings,
+        emb.LayerNorm,
+        getattr(base, "embeddings_project", None),
+    )
+    return _Encoder(embeddings, layers, head)
+
+
+def _distilbert(model: Any, base: Any) -> _Encoder | None:
+    emb = base.embeddings
+    layers = []
+    for layer in base.transformer.layer:
+        attn = layer.attention
+        modules = {
+            "query": attn.q_lin,
+            "key": attn.k_lin,
+            "value": attn.v_lin,
+            "attn_out": attn.out_lin,
+            "attn_norm": layer.sa_layer_norm,
+            "ffn_in": layer.ffn.lin1,
+            "act": layer.ffn.activation,
+            "ffn_out": layer.ffn.lin2,
+            "ffn_norm": layer.output_layer_norm,
+        }
+        if not isinstance(modules["act"], nn.Module):
+            return None
+        layers.append(_Layer(modules, attn.n_heads, attn.attention_head_size))
+    embeddings = (emb.word_embeddings, emb.position_embeddings, None, emb.LayerNorm, None)
+    return _Encoder(embeddings, layers, (model.pre_classifier, nn.ReLU(), model.classifier))

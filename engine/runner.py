@@ -14,13 +14,15 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
 from engine.loading import first_line, load_classifier
-from engine.packed import PackedEncoder
 from engine.quantize import quantize_int8
+
+if TYPE_CHECKING:
+    from engine.packed import PackedEncoder
 
 logger = logging.getLogger("classifyd.runner")
 
@@ -237,6 +239,8 @@ class TransformersRunner:
     def _checked_packed(self, torch: Any, model: Any, dtype: Any) -> PackedEncoder | None:
         """The packed forward, once it has matched the model's own on a padded batch: a
         variant whose modules look right but compute otherwise keeps its own forward."""
+        from engine.packed import PackedEncoder  # imports torch: on the worker thread only
+
         packed = PackedEncoder.of(model)
         if packed is None:
             return None

@@ -34,6 +34,7 @@ class FakeRunner:
         vocab_size: int = 1000,
         max_position_len: int | None = 128,
         labels: tuple[str, ...] = ("a", "b", "c"),
+        packed: bool = False,
     ) -> None:
         self.is_async = False
         self.delay = delay
@@ -50,6 +51,7 @@ class FakeRunner:
             device="cpu",
             model_type="fake",
             architecture="FakeForSequenceClassification",
+            packed=packed,
         )
         self._lock = threading.Lock()
         self._batches: list[list[list[int]]] = []

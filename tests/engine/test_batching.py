@@ -267,3 +267,33 @@ def test_grouping_skips_a_too_short_neighbour_for_a_fitting_longer_one(make: Mak
     waiting = queue_of(head, tiny, twin)
     assert take_batch(waiting, 1000, 10, scan=16) == [head, twin]
     assert take_batch(waiting, 1000, 10, scan=16) == [tiny]
+
+
+def test_packed_costs_real_tokens_in_queue_order(make: Make) -> None:
+    # Padded, 3 × 8 = 24 > 10 would stop at the long one; packed, 1 + 8 + 1 = 10 fits,
+    # and a further 1 (11) does not.
+    a, long, b, c = make(1), make(8), make(1), make(1)
+    waiting = queue_of(a, long, b, c)
+    assert take_batch(waiting, 10, 100, packed=True) == [a, long, b]
+    assert take_batch(waiting, 10, 100, packed=True) == [c]
+
+
+def test_packed_ignores_the_length_scan(make: Make) -> None:
+    # With a scan, lengths 2 and 30 would never share a padded batch (slack 0.15); packed
+    # they mix freely, in arrival order.
+    entries = [make(n) for n in (2, 30, 3, 29, 2)]
+    waiting = queue_of(*entries)
+    assert take_batch(waiting, 10_000, 100, scan=256, padding_slack=0.15, packed=True) == entries
+
+
+def test_packed_head_over_budget_runs_alone(make: Make) -> None:
+    big, small = make(50), make(1)
+    waiting = queue_of(big, small)
+    assert take_batch(waiting, 10, 100, packed=True) == [big]
+    assert take_batch(waiting, 10, 100, packed=True) == [small]
+
+
+def test_packed_respects_max_num_seqs(make: Make) -> None:
+    entries = [make(1) for _ in range(5)]
+    waiting = queue_of(*entries)
+    assert take_batch(waiting, 100, 2, packed=True) == entries[:2]

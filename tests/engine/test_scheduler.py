@@ -471,3 +471,33 @@ async def test_batches_side_by_side_share_the_token_budget(bert_dir: Path) -> No
     # of 2), so memory stays what one batch of --max-batch-tokens would take.
     side_by_side = [rows for _, threads, _, rows in fake.launches if threads == 1]
     assert side_by_side and all(rows <= 2 for rows in side_by_side)
+
+
+async def test_a_batch_side_by_side_takes_its_workers_share_of_what_waits(
+    bert_dir: Path,
+) -> None:
+    gate = threading.Event()
+    fake = FakeRunner(gate=gate, delay=0.05, packed=True)
+    config = {"workers": 2, "num_threads": 2, "parallel_from": 4}
+    async with serving(bert_dir, fake, **config) as engine:
+        await behind_one_running(engine, fake, gate, [[i] for i in range(2, 10)])
+    # Eight waiting, two workers: the first takes 4 and leaves the other 4 (a packed batch
+    # has no padding to stop it taking all 8), the second takes 2 of those and leaves 2 for
+    # whichever frees first. Each worker always finds work queued when it frees. (The two
+    # side-by-side batches enter the runner in either order: two threads.)
+    rows = [rows for *_, rows in fake.launches]
+    assert rows[0] == 1 and sorted(rows[1:3]) == [2, 4] and rows[3:] == [1, 1]
+
+
+async def test_packed_batches_cost_their_real_tokens(bert_dir: Path) -> None:
+    gate = threading.Event()
+    fake = FakeRunner(gate=gate, packed=True)
+    config = {"max_inflight_batches": 1, "max_batch_tokens": 10}
+    async with serving(bert_dir, fake, **config) as engine:
+        # Padded, 3 × 8 = 24 tokens would split these; packed they cost 1 + 8 + 1 = 10.
+        await behind_one_running(engine, fake, gate, [[2], [3] * 8, [4], [5]])
+        padded = gauge(engine, "classifyd_batch_padded_tokens_sum")
+        real = gauge(engine, "classifyd_batch_real_tokens_sum")
+    assert fake.batches == [[[1]], [[2], [3] * 8, [4]], [[5]]]
+    # The dense layers of a packed forward compute exactly the real tokens.
+    assert padded == real == 12
