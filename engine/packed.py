@@ -135,13 +135,23 @@ class _Layer(nn.Module):
 
 
 class _Encoder(nn.Module):
-    """Embeddings, layers and the classification head over packed tokens."""
+    """Embeddings, layers and the classification head over packed tokens.
+
+    Everything from the flat ids on happens in here, the positions, the attention groups'
+    layouts and masks included, so that a scripted encoder takes the GIL once per batch:
+    each torch call made from Python releases and retakes it, and retaking it waits for
+    whichever thread holds it (the event loop, mid-request) to let go.
+    """
+
+    # RoBERTa's padding index (positions count real tokens after it); -1: from 0.
+    after_padding: int
 
     def __init__(
         self,
         embeddings: tuple[nn.Module, nn.Module, nn.Module | None, nn.Module, nn.Module | None],
         layers: list[_Layer],
         head: tuple[nn.Module, nn.Module, nn.Module],
+        after_padding: int,
     ) -> None:
         super().__init__()
         # Words, positions, token types, layer norm, projection. None (DistilBERT has no
@@ -153,18 +163,51 @@ class _Encoder(nn.Module):
         # classifier, RoBERTa's and ELECTRA's classification head, DistilBERT's
         # pre_classifier, ReLU and classifier.
         self.dense, self.act, self.out = head
+        self.after_padding = after_padding
 
     def forward(
         self,
         ids: Tensor,
-        positions: Tensor,
         types: Tensor | None,
-        groups: list[list[int]],
-        indexes: list[Tensor | None],
-        masks: list[Tensor | None],
-        firsts: Tensor,
-        back: Tensor,
+        lengths: list[int],
+        ends: list[int],
+        order: list[int],
     ) -> Tensor:
+        """ids: every row's tokens, rows longest first (`lengths`); `ends`: where each
+        attention group's rows end; `order`: the given row each sorted row is."""
+        firsts: list[int] = []
+        parts: list[Tensor] = []
+        start = 0
+        for n in lengths:
+            firsts.append(start)
+            if self.after_padding < 0:
+                parts.append(torch.arange(n))
+            else:
+                # As transformers derives them: a pad id inside a prompt keeps position
+                # padding_idx and does not advance the count.
+                real = (ids[start : start + n] != self.after_padding).long()
+                parts.append(torch.cumsum(real, 0) * real + self.after_padding)
+            start += n
+        positions = parts[0] if len(parts) == 1 else torch.cat(parts)
+
+        groups: list[list[int]] = []
+        indexes: list[Tensor | None] = []
+        masks: list[Tensor | None] = []
+        row = token = 0
+        for end in ends:
+            group = lengths[row:end]
+            width, tokens = group[0], sum(group)
+            index: Tensor | None = None
+            mask: Tensor | None = None
+            if group[-1] != width:  # rows are sorted: the last is the shortest
+                keep = torch.arange(width)[None, :] < torch.tensor(group)[:, None]
+                index = keep.reshape(-1).nonzero().squeeze(1)
+                mask = keep[:, None, None, :]
+            groups.append([end - row, width, token, token + tokens])
+            indexes.append(index)
+            masks.append(mask)
+            row, token = end, token + tokens
+
         # The additions in the order transformers makes them: words + types, + positions.
         hidden = self.words(ids)
         token_types = self.token_types
@@ -176,19 +219,16 @@ class _Encoder(nn.Module):
             hidden = project(hidden)
         for layer in self.layers:
             hidden = layer(hidden, groups, indexes, masks)
-        logits = self.out(self.act(self.dense(hidden.index_select(0, firsts))))
-        return logits.index_select(0, back)
+        logits = self.out(self.act(self.dense(hidden.index_select(0, torch.tensor(firsts)))))
+        # order is a permutation: its argsort is the inverse, sorted place of each given row.
+        return logits.index_select(0, torch.tensor(order).argsort())
 
 
 class PackedEncoder:
     """The packed forward of one loaded encoder classifier (see the module docstring)."""
 
-    def __init__(
-        self, encoder: _Encoder, *, has_types: bool, after_padding: int | None, script: bool
-    ) -> None:
-        self._has_types = has_types
-        # RoBERTa's padding index (positions count after it); None: positions from 0.
-        self._after_padding = after_padding
+    def __init__(self, encoder: _Encoder, *, script: bool) -> None:
+        self._has_types = encoder.token_types is not None
         self.scripted = False
         self._forward: Any = encoder
         if not script:
@@ -223,83 +263,23 @@ class PackedEncoder:
             return None  # a variant whose modules are laid out otherwise
         if encoder is None:
             return None
-        after_padding = None
-        if model_type in _AFTER_PADDING:
-            after_padding = int(base.embeddings.padding_idx)
-        has_types = encoder.token_types is not None
-        return cls(encoder, has_types=has_types, after_padding=after_padding, script=script)
+        return cls(encoder, script=script)
 
     def __call__(
         self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
     ) -> Any:
         """Logits for `ids` (rows in their given order); call under torch.inference_mode()."""
         # Longest rows first, so that each attention group is a contiguous run of rows and
-        # of tokens; `back` restores the given order at the end.
+        # of tokens. Plain Python until the two torch calls: no GIL handover before them.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         lengths = [len(ids[i]) for i in order]
         flat = torch.tensor([t for i in order for t in ids[i]])
         types = None
-        if self._has_types:
-            if type_ids is None:
-                types = torch.zeros_like(flat)
-            else:
-                types = torch.tensor([t for i in order for t in type_ids[i]])
-        groups, indexes, masks = _groups(lengths)
-        firsts = [0]
-        for length in lengths[:-1]:
-            firsts.append(firsts[-1] + length)
-        back = [0] * len(order)
-        for place, row in enumerate(order):
-            back[row] = place
-        return self._forward(
-            flat,
-            torch.tensor(self._position_ids(ids, order)),
-            types,
-            groups,
-            indexes,
-            masks,
-            torch.tensor(firsts),
-            torch.tensor(back),
-        )
-
-    def _position_ids(self, ids: Sequence[Sequence[int]], order: list[int]) -> list[int]:
-        pad = self._after_padding
-        if pad is None:
-            return [p for i in order for p in range(len(ids[i]))]
-        # RoBERTa: positions count real (non-pad) tokens after padding_idx; a pad id inside
-        # a prompt keeps position padding_idx and does not advance the count.
-        out: list[int] = []
-        for i in order:
-            count = 0
-            for t in ids[i]:
-                if t == pad:
-                    out.append(pad)
-                else:
-                    count += 1
-                    out.append(pad + count)
-        return out
-
-
-def _groups(lengths: list[int]) -> tuple[list[list[int]], list[Tensor | None], list[Tensor | None]]:
-    """Per attention group: [rows, padded width, first token, end token]; the real tokens'
-    places in the padded [rows × width] layout (None: no padding); the key mask."""
-    groups: list[list[int]] = []
-    indexes: list[Tensor | None] = []
-    masks: list[Tensor | None] = []
-    start_row = start_token = 0
-    for end_row in attention_groups(lengths):
-        group = lengths[start_row:end_row]
-        width, tokens = group[0], sum(group)
-        index = mask = None
-        if any(n != width for n in group):
-            keep = torch.arange(width)[None, :] < torch.tensor(group)[:, None]
-            index = keep.reshape(-1).nonzero().squeeze(1)
-            mask = keep[:, None, None, :]
-        groups.append([len(group), width, start_token, start_token + tokens])
-        indexes.append(index)
-        masks.append(mask)
-        start_row, start_token = end_row, start_token + tokens
-    return groups, indexes, masks
+        if self._has_types and type_ids is not None:
+            types = torch.tensor([t for i in order for t in type_ids[i]])
+        elif self._has_types:
+            types = torch.zeros_like(flat)
+        return self._forward(flat, types, lengths, attention_groups(lengths), order)
 
 
 def _bert_like(model: Any, base: Any, model_type: str) -> _Encoder | None:
@@ -337,7 +317,8 @@ def _bert_like(model: Any, base: Any, model_type: str) -> _Encoder | None:
         emb.LayerNorm,
         getattr(base, "embeddings_project", None),
     )
-    return _Encoder(embeddings, layers, head)
+    after_padding = int(emb.padding_idx) if model_type in _AFTER_PADDING else -1
+    return _Encoder(embeddings, layers, head, after_padding)
 
 
 def _distilbert(model: Any, base: Any) -> _Encoder | None:
@@ -360,4 +341,5 @@ def _distilbert(model: Any, base: Any) -> _Encoder | None:
             return None
         layers.append(_Layer(modules, attn.n_heads, attn.attention_head_size))
     embeddings = (emb.word_embeddings, emb.position_embeddings, None, emb.LayerNorm, None)
-    return _Encoder(embeddings, layers, (model.pre_classifier, nn.ReLU(), model.classifier))
+    head = (model.pre_classifier, nn.ReLU(), model.classifier)
+    return _Encoder(embeddings, layers, head, -1)
