@@ -25,6 +25,10 @@ from engine import (
     InvalidInput,
     Overloaded,
 )
+from engine.batching import WaitingQueue
+from engine.entry import Entry
+from engine.metrics import EngineMetrics
+from engine.scheduler import EFFICIENT_BATCH, Scheduler
 from tests.fakes import FakeRunner, fake_logits
 
 OPTS = ClassifyOptions()
@@ -473,7 +477,7 @@ async def test_batches_side_by_side_share_the_token_budget(bert_dir: Path) -> No
     assert side_by_side and all(rows <= 2 for rows in side_by_side)
 
 
-async def test_a_batch_side_by_side_takes_its_workers_share_of_what_waits(
+async def test_batches_side_by_side_split_then_take_a_share_of_what_waits(
     bert_dir: Path,
 ) -> None:
     gate = threading.Event()
@@ -481,12 +485,23 @@ async def test_a_batch_side_by_side_takes_its_workers_share_of_what_waits(
     config = {"workers": 2, "num_threads": 2, "parallel_from": 4}
     async with serving(bert_dir, fake, **config) as engine:
         await behind_one_running(engine, fake, gate, [[i] for i in range(2, 10)])
-    # Eight waiting, two workers: the first takes 4 and leaves the other 4 (a packed batch
-    # has no padding to stop it taking all 8), the second takes 2 of those and leaves 2 for
-    # whichever frees first. Each worker always finds work queued when it frees. (The two
-    # side-by-side batches enter the runner in either order: two threads.)
-    rows = [rows for *_, rows in fake.launches]
-    assert rows[0] == 1 and sorted(rows[1:3]) == [2, 4] and rows[3:] == [1, 1]
+        # Nothing running, eight waiting: the two idle workers split them, 4 and 4, so
+        # both cores start at once.
+        rows = [rows for *_, rows in fake.launches]
+        assert rows == [1, 4, 4]
+        # Held again behind one, 100 waiting; once it ends they split 50 / 50. Then each
+        # freeing worker takes half of what waits or 32, whichever is more, and leaves the
+        # rest for the other, which frees soon: a packed batch has no padding to stop it
+        # taking everything, and taking everything left the other worker with stragglers.
+        gate.clear()
+        fake.launches.clear()
+        hold = submit(engine, [1])
+        await until(lambda: fake.entered == 4)
+        queued = [submit(engine, [2]) for _ in range(100)]
+        await until(lambda: waiting(engine) == 100)
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(hold, *queued), T)
+    assert [rows for *_, rows in fake.launches] == [1, 50, 50]
 
 
 async def test_packed_batches_cost_their_real_tokens(bert_dir: Path) -> None:
@@ -501,3 +516,35 @@ async def test_packed_batches_cost_their_real_tokens(bert_dir: Path) -> None:
     assert fake.batches == [[[1]], [[2], [3] * 8, [4]], [[5]]]
     # The dense layers of a packed forward compute exactly the real tokens.
     assert padded == real == 12
+
+
+def test_the_share_a_batch_side_by_side_takes() -> None:
+    # The rule itself, case by case: Scheduler._share with two workers, no threads.
+    loop = asyncio.new_event_loop()
+    try:
+        scheduler = Scheduler(EngineConfig(model="unused"), EngineMetrics("unused"))
+        workers: list[Any] = [object(), object()]
+        scheduler._workers = workers
+        scheduler._busy = {id(w): 0 for w in workers}
+
+        def share(live: int, *, fresh: bool, busy: int = 0) -> int:
+            scheduler.waiting = WaitingQueue()
+            for _ in range(live):
+                scheduler.waiting.push(Entry([1], loop.create_future(), 0))
+            scheduler._busy[id(workers[1])] = busy
+            return scheduler._share(fresh)
+
+        # Starting together: what waits is split among the idle workers.
+        assert share(8, fresh=True) == 4
+        assert share(7, fresh=True) == 4
+        assert share(100, fresh=True) == 50
+        assert share(1, fresh=True) == 1
+        # The second batch of that round: one worker left idle takes the rest.
+        assert share(50, fresh=True, busy=1) == 50
+        # One freeing while the other runs: half, or 32 when half is fewer, or all when
+        # fewer than 32 wait.
+        assert share(100, fresh=False, busy=1) == 50
+        assert share(40, fresh=False, busy=1) == EFFICIENT_BATCH == 32
+        assert share(10, fresh=False, busy=1) == 10
+    finally:
+        loop.close()
