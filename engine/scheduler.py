@@ -181,14 +181,14 @@ class Scheduler:
         """Prompts one batch side by side may take of those waiting.
 
         Starting side by side (nothing was running), the idle workers split what waits
-        evenly, so every core starts at once. After that a freeing worker takes its share (1/workers) or
-        EFFICIENT_BATCH, whichever is more, and leaves the rest for the others, which free
-        up soon. Taking everything (a packed batch has no padding to stop it) left the
-        other worker running stragglers a few at a time and the queue empty whenever a
-        worker freed: at c64 batches of 3 prompts and 149 texts/s against 174; the bare
-        share gave batches of 15 at c64 and of 22 at 4 × 32 (requests of 32 split in
-        halves); with the floor 20 and 32, and 4 × 32 went 206–234 → 235–237 texts/s
-        (bench/README.md).
+        evenly, so every core starts at once. After that a freeing worker takes its share
+        (1/workers) or EFFICIENT_BATCH, whichever is more, and leaves the rest for the
+        others, which free up soon. Taking everything (a packed batch has no padding to
+        stop it) left the other worker running stragglers a few at a time and the queue
+        empty whenever a worker freed: at c64, batches of 3 prompts and 149 texts/s
+        against 174. The bare share gave batches of 15 at c64 and of 22 at 4 × 32
+        (requests of 32 run in halves); with the floor, 20 and 32, and 4 × 32 went from
+        206–234 to 235–237 texts/s (bench/README.md).
         """
         live = self.waiting.live
         if fresh:

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from engine.entry import Entry
+from engine.memory import release_free_memory
 from engine.runner import ModelInfo, ModelRunner
 
 logger = logging.getLogger("classifyd.worker")
@@ -165,6 +166,8 @@ class Worker:
         except Exception as exc:
             outcome = self._recover(runner, batch, exc)
         self._hand_back(batch, outcome)
+        # What this batch freed, back to the OS once a second (engine/memory.py).
+        release_free_memory()
 
     def _recover(self, runner: ModelRunner, batch: list[Entry], exc: Exception) -> Outcome:
         """A failed forward: out of memory is retried in halves; anything else fails."""
