@@ -250,8 +250,9 @@ def _serve_parser(sub: Any) -> None:
     _add(
         p,
         "packed",
-        "unpadded forward for BERT-family encoders on CPU (batches then take the queue in "
-        "order; batch-scan and padding-slack do not apply); false: the model's own forward",
+        "unpadded forward for BERT-family encoders on CPU, not with int8 (batches then take "
+        "the queue in order; batch-scan and padding-slack do not apply); false: the model's "
+        "own forward",
         True,
         _flag,
         nargs="?",

@@ -148,3 +148,18 @@ def test_attention_groups() -> None:
         own = sum(n * n for n in group)
         assert len(group) == 1 or len(group) * group[0] ** 2 <= 1.3 * own
         start = end
+
+
+@pytest.mark.parametrize(
+    ("options", "packed"),
+    [({}, True), ({"dtype": "bfloat16"}, True), ({"packed": False}, False),
+     ({"quantization": "int8"}, False)],
+)  # fmt: skip
+async def test_the_runner_packs_where_it_should(
+    tmp_path: Path, options: dict[str, Any], packed: bool
+) -> None:
+    from engine import Engine, EngineConfig
+
+    path = build_model(tmp_path / "bert", "bert", seed=3)
+    async with Engine(EngineConfig(model=str(path), device="cpu", **options)) as engine:
+        assert engine.info.packed is packed
