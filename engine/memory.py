@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import threading
@@ -30,13 +31,23 @@ logger = logging.getLogger("classifyd.memory")
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
 
-def _libc_function(name: str) -> Callable[..., int] | None:
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # find_library runs ldconfig in a subprocess: once per process.
     found = ctypes.util.find_library("c")
     if found is None:
         return None
     try:
-        function: Callable[..., int] = getattr(ctypes.CDLL(found), name)
-    except (OSError, AttributeError):  # musl, macOS: no such glibc call, nothing to tune
+        return ctypes.CDLL(found)
+    except OSError:
+        return None
+
+
+def _libc_function(name: str) -> Callable[..., int] | None:
+    libc = _libc()
+    try:
+        function: Callable[..., int] = getattr(libc, name)
+    except AttributeError:  # no libc, or musl / macOS: no such glibc call, nothing to tune
         return None
     return function
 

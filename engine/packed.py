@@ -8,10 +8,10 @@ tokens of every row into one [tokens, hidden] tensor for the dense parts, and ha
 attention rows of similar length in a few groups, each padded to its own longest row (or not
 at all when their lengths are equal) for one scaled_dot_product_attention call.
 
-It calls the model's own modules (quantized Linear layers included) in the order the
-transformers forward does, so results match it to float rounding (tests/engine/test_packed.py
-checks 1e-5 against the padded forward). `PackedEncoder.of(model)` returns None for anything
-it does not recognise, and the runner then uses the model's own forward.
+It calls the model's own modules in the order the transformers forward does, so results
+match it to float rounding (tests/engine/test_packed.py checks 1e-5 against the padded
+forward). `PackedEncoder.of(model)` returns None for anything it does not recognise, and the
+runner then uses the model's own forward.
 
 The forward is TorchScript-compiled when it can be: a scripted module runs without the GIL
 from its first op to its last, where eager Python takes the GIL back between every two ops,
@@ -282,6 +282,12 @@ class PackedEncoder:
         return self._forward(flat, types, lengths, attention_groups(lengths), order)
 
 
+def _layer(modules: dict[str, Any], heads: int, head_dim: int) -> _Layer | None:
+    if not isinstance(modules["act"], nn.Module):
+        return None  # a plain function as hidden_act: not a module to hold or script
+    return _Layer(modules, heads, head_dim)
+
+
 def _bert_like(model: Any, base: Any, model_type: str) -> _Encoder | None:
     emb = base.embeddings
     layers = []
@@ -298,9 +304,10 @@ def _bert_like(model: Any, base: Any, model_type: str) -> _Encoder | None:
             "ffn_out": layer.output.dense,
             "ffn_norm": layer.output.LayerNorm,
         }
-        if not isinstance(modules["act"], nn.Module):
-            return None  # a plain function as hidden_act: not a module to hold or script
-        layers.append(_Layer(modules, attn.num_attention_heads, attn.attention_head_size))
+        layer_ = _layer(modules, attn.num_attention_heads, attn.attention_head_size)
+        if layer_ is None:
+            return None
+        layers.append(layer_)
     head: tuple[nn.Module, nn.Module, nn.Module]
     if model_type == "bert":
         if base.pooler is None:
@@ -337,9 +344,10 @@ def _distilbert(model: Any, base: Any) -> _Encoder | None:
             "ffn_out": layer.ffn.lin2,
             "ffn_norm": layer.output_layer_norm,
         }
-        if not isinstance(modules["act"], nn.Module):
+        layer_ = _layer(modules, attn.n_heads, attn.attention_head_size)
+        if layer_ is None:
             return None
-        layers.append(_Layer(modules, attn.n_heads, attn.attention_head_size))
+        layers.append(layer_)
     embeddings = (emb.word_embeddings, emb.position_embeddings, None, emb.LayerNorm, None)
     head = (model.pre_classifier, nn.ReLU(), model.classifier)
     return _Encoder(embeddings, layers, head, -1)
