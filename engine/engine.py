@@ -293,7 +293,12 @@ class Engine:
         self._scheduler.enqueue(entries)
         timeout = self.config.request_timeout
         try:
-            waiting = asyncio.gather(*(e.future for e in entries))
+            # One prompt (most requests): its own future, without gather's wrapper.
+            waiting: asyncio.Future[Any] = (
+                entries[0].future
+                if len(entries) == 1
+                else asyncio.gather(*(e.future for e in entries))
+            )
             if timeout is None:
                 logits = await waiting
             else:
@@ -316,6 +321,8 @@ class Engine:
             for entry in entries:
                 entry.siblings = None  # break the cycle so refcounting frees the request
         end = time.perf_counter()
+        if len(entries) == 1:
+            logits = [logits]
         lengths = [e.length for e in entries]
         queue_s = max(e.started_at - e.enqueued_at for e in entries)
         inference_s = max(e.finished_at - e.started_at for e in entries)

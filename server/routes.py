@@ -5,19 +5,19 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from server import classify, meta, scoring, tei
-from server.http import endpoint
+from server.http import ModelRoute
 from server.openapi import openapi
 
 routes = [
-    Route("/classify", endpoint(classify.classify), methods=["POST"]),
-    Route("/v1/classify", endpoint(classify.classify), methods=["POST"]),
-    Route("/invocations", endpoint(classify.classify), methods=["POST"]),
-    Route("/predict", endpoint(tei.predict), methods=["POST"]),
-    Route("/score", endpoint(scoring.score), methods=["POST"]),
-    Route("/v1/score", endpoint(scoring.score), methods=["POST"]),
-    Route("/rerank", endpoint(scoring.rerank), methods=["POST"]),
-    Route("/v1/rerank", endpoint(scoring.rerank), methods=["POST"]),
-    Route("/tokenize", endpoint(meta.tokenize), methods=["POST"]),
+    Route("/classify", ModelRoute(classify.classify), methods=["POST"]),
+    Route("/v1/classify", ModelRoute(classify.classify), methods=["POST"]),
+    Route("/invocations", ModelRoute(classify.classify), methods=["POST"]),
+    Route("/predict", ModelRoute(tei.predict), methods=["POST"]),
+    Route("/score", ModelRoute(scoring.score), methods=["POST"]),
+    Route("/v1/score", ModelRoute(scoring.score), methods=["POST"]),
+    Route("/rerank", ModelRoute(scoring.rerank), methods=["POST"]),
+    Route("/v1/rerank", ModelRoute(scoring.rerank), methods=["POST"]),
+    Route("/tokenize", ModelRoute(meta.tokenize), methods=["POST"]),
     Route("/health", meta.health, methods=["GET"]),
     Route("/ready", meta.ready, methods=["GET"]),
     # SageMaker's probe: is the container able to take work.
