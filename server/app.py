@@ -1,4 +1,5 @@
-"""create_app: the Starlette application; its lifespan owns the Engine."""
+"""create_app: the ASGI application (Starlette, with the model routes dispatched ahead of it);
+its lifespan owns the Engine."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from engine import Engine, EngineConfig
 from engine.runner import ModelRunner
 from server.config import ServerConfig
+from server.dispatch import HotPaths
 from server.errors import handle_exception
 from server.middleware import ApiKeyMiddleware
-from server.routes import routes
+from server.routes import model_routes, routes
 from server.state import AppState
 
 
@@ -23,7 +25,7 @@ def create_app(
     server_config: ServerConfig | None = None,
     runner_factory: Callable[[EngineConfig], ModelRunner] | None = None,
     engine: Engine | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The app; its lifespan starts and stops an Engine, unless it is given a started one
     (the CLI starts the engine first, so a model that cannot load fails before binding)."""
     settings = server_config or ServerConfig()
@@ -41,10 +43,9 @@ def create_app(
             )
             yield
 
-    middleware = [Middleware(ApiKeyMiddleware, keys=settings.api_keys)] if settings.api_keys else []
-    return Starlette(
-        routes=routes,
-        middleware=middleware,
-        lifespan=lifespan,
-        exception_handlers={Exception: handle_exception},
+    starlette = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: handle_exception}
     )
+    app: ASGIApp = HotPaths(starlette, model_routes)
+    # Outermost, so that no route, hot or not, is reached without a key.
+    return ApiKeyMiddleware(app, keys=settings.api_keys) if settings.api_keys else app

@@ -8,16 +8,22 @@ from server import classify, meta, scoring, tei
 from server.http import ModelRoute
 from server.openapi import openapi
 
+# The POST model routes by path (server/dispatch.py takes them ahead of Starlette's stack).
+model_routes = {
+    "/classify": ModelRoute(classify.classify),
+    "/v1/classify": ModelRoute(classify.classify),
+    "/invocations": ModelRoute(classify.classify),
+    "/predict": ModelRoute(tei.predict),
+    "/score": ModelRoute(scoring.score),
+    "/v1/score": ModelRoute(scoring.score),
+    "/rerank": ModelRoute(scoring.rerank),
+    "/v1/rerank": ModelRoute(scoring.rerank),
+    "/tokenize": ModelRoute(meta.tokenize),
+}
+
 routes = [
-    Route("/classify", ModelRoute(classify.classify), methods=["POST"]),
-    Route("/v1/classify", ModelRoute(classify.classify), methods=["POST"]),
-    Route("/invocations", ModelRoute(classify.classify), methods=["POST"]),
-    Route("/predict", ModelRoute(tei.predict), methods=["POST"]),
-    Route("/score", ModelRoute(scoring.score), methods=["POST"]),
-    Route("/v1/score", ModelRoute(scoring.score), methods=["POST"]),
-    Route("/rerank", ModelRoute(scoring.rerank), methods=["POST"]),
-    Route("/v1/rerank", ModelRoute(scoring.rerank), methods=["POST"]),
-    Route("/tokenize", ModelRoute(meta.tokenize), methods=["POST"]),
+    # Also in Starlette's table: a GET there is a 405, not a 404, and the routes are listed.
+    *(Route(path, route, methods=["POST"]) for path, route in model_routes.items()),
     Route("/health", meta.health, methods=["GET"]),
     Route("/ready", meta.ready, methods=["GET"]),
     # SageMaker's probe: is the container able to take work.
