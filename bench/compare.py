@@ -105,7 +105,8 @@ def _run_points(
     for name, mix, clients, per_request in LOAD_POINTS:
         texts = MIXES[mix](num_texts, 0)
         # The server idles meanwhile (no load, nothing queued): the ceiling has the cores.
-        adjacent = ceiling_now(mix) if ceiling_now is not None else None
+        # Measured right before and right after the point: the machine drifts within minutes.
+        ceiling_before = ceiling_now(mix) if ceiling_now is not None else None
         before = _metric_sums(url) if classifyd else {}
         result = asyncio.run(
             run_load(
@@ -113,7 +114,11 @@ def _run_points(
                 server_pid=pid, warmup_requests=2,
             )
         )  # fmt: skip
-        row = {"point": name, "mix": mix, **result.row(), "ceiling_texts_per_s": adjacent}
+        ceiling_after = ceiling_now(mix) if ceiling_now is not None else None
+        row = {"point": name, "mix": mix, **result.row()}
+        if ceiling_before is not None and ceiling_after is not None:
+            row["ceiling_before"], row["ceiling_after"] = ceiling_before, ceiling_after
+            row["ceiling_texts_per_s"] = (ceiling_before + ceiling_after) / 2
         if classifyd:
             after = _metric_sums(url)
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -252,11 +257,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "In-process ceiling (length-sorted batches of 32, forward only), at the start: "
         + ", ".join(f"{m} {c['texts_per_s']:.1f} texts/s" for m, c in ceiling.items())
         + f"; single-text forward p50 {ceiling['short']['single_forward_ms_p50']:.1f} ms. "
-        "Each point's × ceiling is against the ceiling measured right before it (its column).",
+        "Each point's × ceiling is against the mean of the ceilings measured right before and "
+        "right after it (its column, with both readings).",
         "",
-        "| load point | classifyd texts/s | ceiling then | × ceiling | baseline texts/s | "
-        "× baseline | classifyd p50 / p99 ms | baseline p50 / p99 ms | padded / real | "
-        "mean batch | classifyd CPU cores | errors |",
+        "| load point | classifyd texts/s | ceiling around (before / after) | × ceiling | "
+        "baseline texts/s | × baseline | classifyd p50 / p99 ms | baseline p50 / p99 ms | "
+        "padded / real | mean batch | classifyd CPU cores | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["classifyd"]:
@@ -265,7 +271,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         cells = [
             row["point"],
             f"{row['texts_per_s']:.1f}",
-            f"{ceil:.1f}",
+            f"{ceil:.1f} ({row['ceiling_before']:.0f} / {row['ceiling_after']:.0f})"
+            if "ceiling_before" in row
+            else f"{ceil:.1f}",
             f"{row['texts_per_s'] / ceil:.2f}",
             f"{b['texts_per_s']:.1f}" if b else "–",
             f"{row['texts_per_s'] / b['texts_per_s']:.2f}" if b and b["texts_per_s"] else "–",

@@ -118,6 +118,7 @@ class Engine:
         self._info = await asyncio.shield(asyncio.wrap_future(primary.start()))
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
         on_gpu = self._info.device.startswith("cuda")
+        self._tokenizer.parallel = on_gpu
         count = self._worker_count(on_gpu)
         for index in range(1, count):
             worker = primary.sharing(f"classifyd-worker-{index}")

@@ -8,11 +8,13 @@ per forward, too few for one arena's lock to contend.
 
 Freed memory also stays in that arena as holes between live blocks, which batches of other
 shapes cannot always reuse: the serving process grew from 600 to 860–930 MB over the bench
-load points. `release_free_memory()`, called by the workers after each batch and acting at
-most once a second, hands those pages back (malloc_trim): peak 863 → 783 MB over the same
-points, speed unchanged. After every batch it was 703 MB but 7–18 % slower (pages faulted
-back in); a fixed 4 MiB mmap threshold was 731 MB and 24 % slower at 4 × 32
-(bench/README.md).
+load points. `release_free_memory()`, called by the workers after each batch, hands those
+pages back (malloc_trim), but only once resident memory has grown by GROWTH_BYTES since the
+last trim left it, and it looks at most once a second. Trimming every second whatever the
+growth (the previous rule) gave back the batches' own working set too, which they then
+faulted back in: ~14,000 page faults a second per worker at 4 × 32, 3 % of each worker's
+time in the kernel (bench/README.md). After every batch it was 7–18 % slower; a fixed 4 MiB
+mmap threshold was 24 % slower at 4 × 32.
 """
 
 from __future__ import annotations
@@ -52,16 +54,33 @@ def _libc_function(name: str) -> Callable[..., int] | None:
     return function
 
 
+# Resident growth over what the last trim left that makes the next look trim: above one
+# batch's working set (~55 MB for 32 short texts through MiniLM-L6), so a steady load does
+# not fault its own pages back in every second.
+GROWTH_BYTES = 128 << 20
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size (Linux /proc), or None where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _Trim:
-    """malloc_trim, at most once per interval, from whichever worker thread asks."""
+    """malloc_trim once resident memory grew, looked at most once per interval, from
+    whichever worker thread asks."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = float("-inf")
+        self._floor: int | None = None  # resident bytes the last trim left
         self._trim: Callable[..., int] | None = None
         self._resolved = False
 
-    def __call__(self, min_interval: float) -> bool:
+    def __call__(self, min_interval: float, growth: int) -> bool:
         now = time.monotonic()
         with self._lock:
             if now - self._last < min_interval:
@@ -69,19 +88,25 @@ class _Trim:
             self._last = now
             if not self._resolved:
                 self._trim, self._resolved = _libc_function("malloc_trim"), True
-        if self._trim is None:
-            return False
-        self._trim(0)
-        return True
+            if self._trim is None:
+                return False
+            resident = resident_bytes()
+            floor = self._floor
+            if resident is not None and floor is not None and resident - floor < growth:
+                return False
+            self._trim(0)
+            self._floor = resident_bytes()
+            return True
 
 
 _trim = _Trim()
 
 
-def release_free_memory(min_interval: float = 1.0) -> bool:
-    """Give freed heap pages back to the OS (glibc's malloc_trim), unless it was done less
-    than `min_interval` seconds ago. True when it trimmed; False where there is no glibc."""
-    return _trim(min_interval)
+def release_free_memory(min_interval: float = 1.0, growth: int = GROWTH_BYTES) -> bool:
+    """Give freed heap pages back to the OS (glibc's malloc_trim) if resident memory grew by
+    `growth` bytes since the last trim; look at most once per `min_interval` seconds. True
+    when it trimmed; False where there is no glibc."""
+    return _trim(min_interval, growth)
 
 
 def limit_malloc_arenas(arenas: int = 1) -> bool:

@@ -1,9 +1,10 @@
-"""Tokenization off the event loop: one fast-tokenizer call per request, on a thread pool.
+"""Tokenization off the event loop: one fast-tokenizer job per request, on a thread pool.
 
-Requests are encoded by the Rust tokenizer itself (`encode_batch`), set up the way the Hugging
-Face wrapper sets it up for `tokenizer(texts, truncation=…, max_length=…)` — the same ids,
-without the wrapper's ~0.5 ms of Python per call (measured at concurrency 1). Truncation is
-state on the Rust object, so each pool thread owns its own copy.
+Requests are encoded by the Rust tokenizer itself (`encode` per text, or `encode_batch`
+beside a GPU), set up the way the Hugging Face wrapper sets it up for `tokenizer(texts,
+truncation=…, max_length=…)` — the same ids, without the wrapper's ~0.5 ms of Python per
+call (measured at concurrency 1). Truncation is state on the Rust object, so each pool
+thread owns its own copy.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class Tokenizer:
         )
         # Segment ids only where the tokenizer itself would return them (BERT-style).
         self._pairs_have_type_ids = "token_type_ids" in base.model_input_names
+        # encode_batch spreads a request over the Rust thread pool (rayon, one thread per
+        # core). Serving on CPU every core already runs a forward: there those threads took
+        # 1.5 × the tokenizing time in CPU and preempted the forwards ~800 times a second at
+        # 4 × 32 texts (bench/README.md), so texts are encoded one by one on the pool
+        # thread, and the pool (`workers`) spreads requests instead. The engine turns it on
+        # for a GPU, whose host cores are otherwise idle.
+        self.parallel = False
         self._local = threading.local()
         # The pool's threads start lazily; this lock guards the deep copies they make.
         self._copy_lock = threading.Lock()
@@ -124,8 +132,16 @@ class Tokenizer:
                 # What the wrapper asks for with truncation=True: longest_first, no stride.
                 rust.enable_truncation(truncation[0], direction=truncation[1])
             local.truncation = truncation
-        batch: list[Any] = texts if second is None else list(zip(texts, second, strict=True))
-        encodings = rust.encode_batch(batch, add_special_tokens=add_special_tokens)
+        if self.parallel:
+            batch: list[Any] = texts if second is None else list(zip(texts, second, strict=True))
+            encodings = rust.encode_batch(batch, add_special_tokens=add_special_tokens)
+        elif second is None:
+            encodings = [rust.encode(t, add_special_tokens=add_special_tokens) for t in texts]
+        else:
+            encodings = [
+                rust.encode(a, b, add_special_tokens=add_special_tokens)
+                for a, b in zip(texts, second, strict=True)
+            ]
         ids = [e.ids for e in encodings]
         # Pairs carry segment ids where `tokenizer(a, b)` would give them to the model.
         if second is not None and self._pairs_have_type_ids:

@@ -1,7 +1,8 @@
 """engine/tokenizer.py against the Hugging Face tokenizer call it replaces.
 
 The engine encodes with the Rust tokenizer directly, inline for small requests and on its
-pool for large ones; both paths must give exactly what `tokenizer(texts, …)` gives.
+pool for large ones, text by text (CPU) or as one batch (`parallel`, beside a GPU); every
+path must give exactly what `tokenizer(texts, …)` gives.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ def _reference(model: Path, texts: list[str], second: list[str] | None, **kwargs
 @pytest.mark.parametrize("texts", [SMALL, LARGE], ids=["inline", "pool"])
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("max_length", [None, 7])
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-by-one", "batch"])
 async def test_ids_equal_the_transformers_call(
-    model_dir: Path, texts: list[str], side: Any, max_length: int | None
+    model_dir: Path, texts: list[str], side: Any, max_length: int | None, parallel: bool
 ) -> None:
     assert (sum(map(len, texts)) <= INLINE_CHARS) == (texts is SMALL)
     tokenizer = Tokenizer(str(model_dir), workers=1)
+    tokenizer.parallel = parallel
     try:
         got = await tokenizer.encode(
             texts, add_special_tokens=True, max_length=max_length, side=side
@@ -60,9 +63,13 @@ async def test_ids_equal_the_transformers_call(
 
 
 @pytest.mark.parametrize("texts", [SMALL, LARGE], ids=["inline", "pool"])
-async def test_pairs_carry_segment_ids_like_transformers(bert_dir: Path, texts: list[str]) -> None:
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-by-one", "batch"])
+async def test_pairs_carry_segment_ids_like_transformers(
+    bert_dir: Path, texts: list[str], parallel: bool
+) -> None:
     second = list(reversed(texts))
     tokenizer = Tokenizer(str(bert_dir), workers=1)
+    tokenizer.parallel = parallel
     try:
         got = await tokenizer.encode(
             texts, second, add_special_tokens=True, max_length=20, side=None
