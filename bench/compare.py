@@ -9,9 +9,10 @@ concurrency 64 — and writes a results table (markdown and JSON) with the exact
 versions, model and machine.
 
 This machine's speed drifts by ±20 % from minute to minute (other tenants), so the ceiling is
-measured again right before each classifyd load point (a shorter run of the same script), and
-each point's "× ceiling" is against the ceiling of its own minute; the full ceiling at the
-start gives the single-text forward time and the bare model's memory.
+measured again right before and right after each classifyd load point (a shorter run of the
+same script), and each point's "× ceiling" is against the mean of the two; so is concurrency
+1's latency against the single-text forward. The full ceiling at the start gives the bare
+model's memory.
 """
 
 from __future__ import annotations

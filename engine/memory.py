@@ -88,15 +88,18 @@ class _Trim:
             self._last = now
             if not self._resolved:
                 self._trim, self._resolved = _libc_function("malloc_trim"), True
-            if self._trim is None:
+            trim = self._trim
+            if trim is None:
                 return False
             resident = resident_bytes()
             floor = self._floor
             if resident is not None and floor is not None and resident - floor < growth:
                 return False
-            self._trim(0)
-            self._floor = resident_bytes()
-            return True
+        # Outside the lock: the other worker's check must not wait for the trim. No other
+        # trim can start before min_interval passes, so the floor is this one's to set.
+        trim(0)
+        self._floor = resident_bytes()
+        return True
 
 
 _trim = _Trim()

@@ -166,7 +166,7 @@ class Worker:
         except Exception as exc:
             outcome = self._recover(runner, batch, exc)
         self._hand_back(batch, outcome)
-        # What this batch freed, back to the OS once a second (engine/memory.py).
+        # What batches freed, back to the OS once memory grew (engine/memory.py).
         release_free_memory()
 
     def _recover(self, runner: ModelRunner, batch: list[Entry], exc: Exception) -> Outcome:
