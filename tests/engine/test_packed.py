@@ -85,6 +85,44 @@ def test_matches_the_padded_forward(tmp_path: Path, arch: str, script: bool) -> 
             assert _diff(got[i], _padded(model, [row], None)[0]) <= TOL, name
 
 
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_the_last_layer_runs_on_first_tokens_only(tmp_path: Path, arch: str) -> None:
+    model = _load(tmp_path, arch)
+    packed = PackedEncoder.of(model, script=False)  # eager: forward hooks see its calls
+    assert packed is not None
+    seen: list[tuple[str, int]] = []
+    ffn_ins = [
+        m for name, m in model.named_modules() if name.endswith(("intermediate.dense", "ffn.lin1"))
+    ]
+    for i, module in enumerate(ffn_ins):
+        module.register_forward_hook(
+            lambda _m, args, _out, i=i: seen.append((str(i), args[0].shape[0]))
+        )
+    lengths = [14, 3, 27, 9]
+    rows = _random_rows(model, lengths, seed=2)
+    with torch.inference_mode():
+        got = packed(rows, None)
+    calls = list(seen)  # before the padded reference adds its own
+    assert _diff(got, _padded(model, rows, None)) <= TOL
+    # Every layer but the last runs its feed-forward on every token; the last on one per row.
+    assert calls == [(str(i), sum(lengths)) for i in range(len(ffn_ins) - 1)] + [
+        (str(len(ffn_ins) - 1), len(rows))
+    ]
+
+
+def test_a_one_layer_encoder(tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    path = build_model(tmp_path / "bert", "bert", seed=4)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_hidden_layers=1).eval()
+    packed = PackedEncoder.of(model)
+    assert packed is not None and packed.scripted
+    rows = _random_rows(model, [5, 31, 31, 2], seed=6)
+    with torch.inference_mode():
+        got = packed(rows, None)
+    assert _diff(got, _padded(model, rows, None)) <= TOL
+
+
 @pytest.mark.parametrize("arch", ["bert", "electra"])
 def test_token_type_ids(tmp_path: Path, arch: str) -> None:
     model = _load(tmp_path, arch)
