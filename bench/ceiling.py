@@ -14,7 +14,9 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.texts import MIXES
@@ -28,99 +30,151 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return float("nan")
 
 
-def measure(
-    model_dir: str,
-    texts: list[str],
-    *,
-    batch_size: int = 32,
-    threads: int | None = None,
-    dtype: str = "float32",
-    quantize: bool = False,
-    singles: int = 60,
-    repeats: int = 1,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+class Ceiling:
+    """One loaded model and tokenizer, measured as often as asked.
 
-    if threads:
-        torch.set_num_threads(threads)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = (
-        AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=getattr(torch, dtype))
-        .eval()
-        .to(device)
-    )
-    if quantize:
-        from engine.quantize import quantize_int8
+    bench/compare reads the ceiling again between the slices of every load point; loading
+    the model once for all of them keeps each reading to the forwards it times.
+    """
 
-        # What `classifyd serve --quantization int8` runs, so the ceiling matches it.
-        model = quantize_int8(model, torch.device(device), getattr(torch, dtype))
-    started = time.perf_counter()
-    ids = tok(texts, truncation=True)["input_ids"]
-    tokenize_s = time.perf_counter() - started
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-    pad = tok.pad_token_id or 0
-    batches = []
-    for start in range(0, len(order), batch_size):
-        rows = [ids[i] for i in order[start : start + batch_size]]
-        width = max(map(len, rows))
-        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        lengths = torch.tensor([len(r) for r in rows])
-        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        batches.append((input_ids.to(device), mask.to(device)))
-    real = sum(map(len, ids))
-    padded = sum(b[0].numel() for b in batches)
-    # On a GPU the clock stops only once the device is done; .tolist() is what the server does
-    # with each batch's logits anyway.
-    with torch.inference_mode():
-        for input_ids, mask in batches[:: max(1, len(batches) // 4)]:  # warm-up
-            model(input_ids=input_ids, attention_mask=mask).logits.tolist()
-        runs = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            for input_ids, mask in batches:
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        batch_size: int = 32,
+        threads: int | None = None,
+        dtype: str = "float32",
+        quantize: bool = False,
+        device: str = "cpu",
+    ) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.threads = threads
+        self.batch_size, self.dtype, self.quantize, self.device = (
+            batch_size,
+            dtype,
+            quantize,
+            device,
+        )
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, dtype=getattr(torch, dtype)
+        )
+        self.model = model.eval().to(device)
+        if quantize:
+            from engine.quantize import quantize_int8
+
+            # What `classifyd serve --quantization int8` runs, so the ceiling matches it.
+            self.model = quantize_int8(self.model, torch.device(device), getattr(torch, dtype))
+        self._prepared: dict[int, tuple[list[list[int]], list[Any], float]] = {}
+
+    def _prepare(self, texts: list[str]) -> tuple[list[list[int]], list[Any], float]:
+        """Token ids, the length-sorted padded batches and the tokenizing seconds; once per
+        text list."""
+        key = id(texts)
+        if key not in self._prepared:
+            torch = self.torch
+            started = time.perf_counter()
+            ids = self.tok(texts, truncation=True)["input_ids"]
+            tokenize_s = time.perf_counter() - started
+            order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+            pad = self.tok.pad_token_id or 0
+            batches = []
+            for start in range(0, len(order), self.batch_size):
+                rows = [ids[i] for i in order[start : start + self.batch_size]]
+                width = max(map(len, rows))
+                input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+                lengths = torch.tensor([len(r) for r in rows])
+                mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+                batches.append((input_ids.to(self.device), mask.to(self.device)))
+            self._prepared[key] = (ids, batches, tokenize_s)
+        return self._prepared[key]
+
+    def measure(self, texts: list[str], *, singles: int = 60, repeats: int = 1) -> dict[str, Any]:
+        torch, model, device = self.torch, self.model, self.device
+        ids, batches, tokenize_s = self._prepare(texts)
+        # On a GPU the clock stops only once the device is done; .tolist() is what the
+        # server does with each batch's logits anyway.
+        with torch.inference_mode():
+            for input_ids, mask in batches[:: max(1, len(batches) // 4)]:  # warm-up
                 model(input_ids=input_ids, attention_mask=mask).logits.tolist()
-            runs.append(time.perf_counter() - began)
-        # The other way to use the cores: batches side by side on threads of their own, one
-        # torch thread each (what classifyd's CPU workers do under load). The ceiling is the
-        # better of the two, so the server is never measured against the weaker layout.
-        split = 2 if device == "cpu" and torch.get_num_threads() >= 2 else 1
-        # The bare-model memory figure is the one-at-a-time process's, as before.
-        rss_mb = peak_rss_mb()
-        side_runs = []
-        if split > 1:
-            side_runs = [_side_by_side(torch, model, batches, split) for _ in range(repeats)]
-            torch.set_num_threads(threads or split)
-        rng = random.Random(0)
-        single_ms = []
-        for i in rng.sample(range(len(texts)), min(singles, len(texts))):
-            began = time.perf_counter()
-            model(input_ids=torch.tensor([ids[i]], device=device)).logits.tolist()
-            single_ms.append((time.perf_counter() - began) * 1000)
-    one_at_a_time = len(texts) / min(runs)
-    side_by_side = len(texts) / min(side_runs) if side_runs else None
-    return {
-        "texts": len(texts),
-        "batch_size": batch_size,
-        "threads": torch.get_num_threads(),
-        "dtype": dtype,
-        "quantized": quantize,
-        "device": device,
-        "texts_per_s": max(one_at_a_time, side_by_side or 0.0),
-        "texts_per_s_one_at_a_time": one_at_a_time,
-        "texts_per_s_side_by_side": side_by_side,
-        "tokenize_texts_per_s": len(texts) / tokenize_s,
-        "single_forward_ms_p50": statistics.median(single_ms),
-        "real_tokens": real,
-        "padded_tokens": padded,
-        "peak_rss_mb": rss_mb,
-    }
+            runs = []
+            for _ in range(repeats):
+                began = time.perf_counter()
+                for input_ids, mask in batches:
+                    model(input_ids=input_ids, attention_mask=mask).logits.tolist()
+                runs.append(time.perf_counter() - began)
+            # The other way to use the cores: batches side by side on threads of their own,
+            # one torch thread each (what classifyd's CPU workers do under load). The
+            # ceiling is the better of the two, so the server is never measured against the
+            # weaker layout.
+            split = 2 if device == "cpu" and torch.get_num_threads() >= 2 else 1
+            # The bare-model memory figure is the one-at-a-time process's, as before.
+            rss_mb = peak_rss_mb()
+            side_runs = []
+            if split > 1:
+                side_runs = [_side_by_side(torch, model, batches, split) for _ in range(repeats)]
+                torch.set_num_threads(self.threads or split)
+            rng = random.Random(0)
+            single_ms = []
+            for i in rng.sample(range(len(texts)), min(singles, len(texts))):
+                began = time.perf_counter()
+                model(input_ids=torch.tensor([ids[i]], device=device)).logits.tolist()
+                single_ms.append((time.perf_counter() - began) * 1000)
+        one_at_a_time = len(texts) / min(runs)
+        side_by_side = len(texts) / min(side_runs) if side_runs else None
+        return {
+            "texts": len(texts),
+            "batch_size": self.batch_size,
+            "threads": torch.get_num_threads(),
+            "dtype": self.dtype,
+            "quantized": self.quantize,
+            "device": device,
+            "texts_per_s": max(one_at_a_time, side_by_side or 0.0),
+            "texts_per_s_one_at_a_time": one_at_a_time,
+            "texts_per_s_side_by_side": side_by_side,
+            "tokenize_texts_per_s": len(texts) / tokenize_s,
+            "single_forward_ms_p50": statistics.median(single_ms),
+            "real_tokens": sum(map(len, ids)),
+            "padded_tokens": sum(b[0].numel() for b in batches),
+            "peak_rss_mb": rss_mb,
+        }
+
+    def packed_side_by_side(self, texts: list[str], split: int = 2) -> float | None:
+        """texts/s of classifyd's own CPU forward (engine/packed.py) on the same batches,
+        side by side: the server's forward without the server. None where it does not pack.
+        """
+        from engine.packed import PackedEncoder
+
+        packed = PackedEncoder.of(self.model) if not self.quantize else None
+        if packed is None or self.device != "cpu":
+            return None
+        ids, _, _ = self._prepare(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        rows = [
+            [ids[i] for i in order[s : s + self.batch_size]]
+            for s in range(0, len(ids), self.batch_size)
+        ]
+        torch = self.torch
+
+        def run(part: list[Any]) -> None:
+            torch.set_num_threads(1)
+            with torch.inference_mode():
+                for batch in part:
+                    packed(batch, None).tolist()
+
+        run(rows[:2])  # warm-up (TorchScript profiles its first calls)
+        seconds = _threads_side_by_side([rows[i::split] for i in range(split)], run)
+        torch.set_num_threads(self.threads or split)
+        return len(texts) / seconds
 
 
 def _side_by_side(torch: Any, model: Any, batches: list[Any], split: int) -> float:
     """Seconds to run `batches` on `split` threads at once, one torch thread each."""
-    import threading
 
     def run(part: list[Any]) -> None:
         torch.set_num_threads(1)
@@ -128,13 +182,33 @@ def _side_by_side(torch: Any, model: Any, batches: list[Any], split: int) -> flo
             for input_ids, mask in part:
                 model(input_ids=input_ids, attention_mask=mask).logits.tolist()
 
-    threads = [threading.Thread(target=run, args=(batches[i::split],)) for i in range(split)]
+    return _threads_side_by_side([batches[i::split] for i in range(split)], run)
+
+
+def _threads_side_by_side(parts: list[list[Any]], run: Callable[[list[Any]], None]) -> float:
+    """Seconds for `run` over every part at once, a thread each."""
+    import threading
+
+    threads = [threading.Thread(target=run, args=(part,)) for part in parts]
     began = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return time.perf_counter() - began
+
+
+def serve(ceiling: Ceiling, num_texts: int, seed: int) -> None:
+    """Readings on request: each line on stdin names a mix; each answer is one JSON line.
+    The model stays loaded between them (bench/compare's readings around its slices)."""
+    texts = {mix: make(num_texts, seed) for mix, make in MIXES.items()}
+    for mix in texts:  # each mix once unrecorded: no reading is the process's first
+        ceiling.measure(texts[mix], singles=5)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        mix = line.strip()
+        if mix:
+            print(json.dumps(ceiling.measure(texts[mix], singles=20)), flush=True)
 
 
 def main() -> None:
@@ -149,12 +223,20 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--quantize", action="store_true", help="int8 as --quantization int8 serves it")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--packed", action="store_true", help="also time classifyd's packed forward")
+    p.add_argument("--serve", action="store_true", help="answer readings named on stdin")
     args = p.parse_args()
-    texts = MIXES[args.mix](args.num_texts, args.seed)
-    result = measure(
-        args.model, texts, batch_size=args.batch_size, threads=args.threads,
-        dtype=args.dtype, quantize=args.quantize, repeats=args.repeats, device=args.device,
+    ceiling = Ceiling(
+        args.model, batch_size=args.batch_size, threads=args.threads, dtype=args.dtype,
+        quantize=args.quantize, device=args.device,
     )  # fmt: skip
+    if args.serve:
+        serve(ceiling, args.num_texts, args.seed)
+        return
+    texts = MIXES[args.mix](args.num_texts, args.seed)
+    result = ceiling.measure(texts, repeats=args.repeats)
+    if args.packed:
+        result["packed_texts_per_s_side_by_side"] = ceiling.packed_side_by_side(texts)
     print(json.dumps(result))
 
 

@@ -8,17 +8,20 @@ baseline (bench/baseline_server.py), each server under the same load points — 
 concurrency 64 — and writes a results table (markdown and JSON) with the exact command,
 versions, model and machine.
 
-This machine's speed drifts by ±20 % from minute to minute (other tenants), so the ceiling is
-measured again right before and right after each classifyd load point (a shorter run of the
-same script), and each point's "× ceiling" is against the mean of the two; so is concurrency
-1's latency against the single-text forward. The full ceiling at the start gives the bare
-model's memory.
+This machine's speed drifts by ±20 % from minute to minute (other tenants), so each classifyd
+load point runs in slices (--slices, 4) with the ceiling read before, between and after them by
+one `bench.ceiling --serve` process that keeps the model loaded; each slice is measured
+against the mean of the two readings around it, and the point's "× ceiling" is the mean of its
+slices'. Concurrency 1's latency is against the readings' mean single-text forward. The full
+ceiling at the start, in its own process, gives the bare model's memory, and classifyd's own
+forward in-process on the same batches.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -27,7 +30,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,37 +96,88 @@ def _metric_sums(url: str) -> dict[str, float]:
     return out
 
 
+class CeilingReadings:
+    """A `bench.ceiling --serve` process: the model loaded once, read on request."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self._proc = subprocess.Popen(
+            [*cmd, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self._answer()  # {"ready": true} once it has loaded and warmed up
+
+    def _answer(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench.ceiling --serve exited ({self._proc.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def read(self, mix: str) -> dict[str, Any]:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(mix + "\n")
+        self._proc.stdin.flush()
+        result = self._answer()
+        print(f"    ceiling ({mix}): {result['texts_per_s']:.1f} texts/s", flush=True)
+        return result
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
 def _run_points(
     url: str,
     pid: int,
     seconds: float,
     num_texts: int,
     classifyd: bool,
-    ceiling_now: Callable[[str], dict[str, Any]] | None = None,
+    ceiling: CeilingReadings | None = None,
+    slices: int = 1,
 ) -> list[dict[str, Any]]:
     rows = []
     for name, mix, clients, per_request in LOAD_POINTS:
         texts = MIXES[mix](num_texts, 0)
-        # The server idles meanwhile (no load, nothing queued): the ceiling has the cores.
-        # Measured right before and right after the point: the machine drifts within minutes.
-        ceiling_before = ceiling_now(mix) if ceiling_now is not None else None
+        # With the ceiling: the load runs in slices, and the ceiling is read before the
+        # first, between each two (the server idles then: no load, nothing queued) and
+        # after the last; each slice is measured against the two readings around it.
+        readings: list[dict[str, Any]] = []
+        if ceiling is not None:
+            readings.append(ceiling.read(mix))
+
+        async def between(mix: str = mix, readings: list[dict[str, Any]] = readings) -> None:
+            if ceiling is not None:
+                readings.append(await asyncio.to_thread(ceiling.read, mix))
+
         before = _metric_sums(url) if classifyd else {}
         result = asyncio.run(
             run_load(
                 url, texts, clients=clients, texts_per_request=per_request, seconds=seconds,
-                server_pid=pid, warmup_requests=2,
+                server_pid=pid, warmup_requests=2, slices=slices if ceiling else 1,
+                between=between,
             )
         )  # fmt: skip
-        ceiling_after = ceiling_now(mix) if ceiling_now is not None else None
+        if ceiling is not None:
+            readings.append(ceiling.read(mix))
         row = {"point": name, "mix": mix, **result.row()}
-        if ceiling_before is not None and ceiling_after is not None:
-            before_s, after_s = ceiling_before["texts_per_s"], ceiling_after["texts_per_s"]
-            row["ceiling_before"], row["ceiling_after"] = before_s, after_s
-            row["ceiling_texts_per_s"] = (before_s + after_s) / 2
-            # The latency target's floor, from the same two minutes.
-            row["single_forward_ms_p50"] = (
-                ceiling_before["single_forward_ms_p50"] + ceiling_after["single_forward_ms_p50"]
-            ) / 2
+        if readings:
+            rates = [r["texts_per_s"] for r in readings]
+            around = [(a + b) / 2 for a, b in itertools.pairwise(rates)]
+            row["ceiling_readings"] = rates
+            row["ceiling_texts_per_s"] = sum(around) / len(around)
+            row["x_ceiling_slices"] = [
+                got / ceil for got, ceil in zip(result.slice_texts_per_s, around, strict=True)
+            ]
+            row["x_ceiling"] = sum(row["x_ceiling_slices"]) / len(around)
+            # The latency target's floor, from the same minutes.
+            forwards = [r["single_forward_ms_p50"] for r in readings]
+            row["single_forward_ms_p50"] = sum(forwards) / len(forwards)
         if classifyd:
             after = _metric_sums(url)
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -137,7 +190,11 @@ def _run_points(
                 delta.get("classifyd_batch_size_sum", 0) / batches if batches else None
             )
         rows.append(row)
-        print(f"  {name}: {row['texts_per_s']:.1f} texts/s, p50 {row['p50_ms']:.1f} ms", flush=True)
+        ratio = f", {row['x_ceiling']:.2f} x ceiling" if "x_ceiling" in row else ""
+        print(
+            f"  {name}: {row['texts_per_s']:.1f} texts/s{ratio}, p50 {row['p50_ms']:.1f} ms",
+            flush=True,
+        )
     return rows
 
 
@@ -179,6 +236,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for all three")
     p.add_argument("--out", default="bench/results")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--slices", type=int, default=4, help="slices of each classifyd point")
+    p.add_argument("--reading-texts", type=int, default=384, help="texts per ceiling reading")
     p.add_argument("classifyd_args", nargs="*", help="extra `classifyd serve` flags after --")
     args = p.parse_args()
     threads = args.threads or os.cpu_count() or 1
@@ -192,25 +251,18 @@ def main() -> None:
         "seconds_per_point": args.seconds,
     }
 
-    def run_ceiling(mix: str, num_texts: int, repeats: int) -> dict[str, Any]:
-        out = subprocess.run(
-            [py, "-m", "bench.ceiling", "--model", args.model, "--mix", mix,
-             "--num-texts", str(num_texts), "--threads", str(threads),
-             "--repeats", str(repeats)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        return result
-
-    def ceiling_now(mix: str) -> dict[str, Any]:
-        result = run_ceiling(mix, 512, 1)
-        print(f"  ceiling now ({mix}): {result['texts_per_s']:.1f} texts/s", flush=True)
-        return result
-
+    ceiling_cmd = [py, "-m", "bench.ceiling", "--model", args.model,
+                   "--threads", str(threads)]  # fmt: skip
     print("ceiling (in-process, length-sorted batches of 32)", flush=True)
     ceiling = {}
     for mix in ("short", "longtail"):
-        ceiling[mix] = run_ceiling(mix, 1024, 2)
+        # Its own process each, for the bare model's memory; --packed: classifyd's own
+        # forward on the same batches, what the server would do without the serving.
+        out = subprocess.run(
+            [*ceiling_cmd, "--mix", mix, "--num-texts", "1024", "--repeats", "2", "--packed"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        ceiling[mix] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  {mix}: {ceiling[mix]['texts_per_s']:.1f} texts/s", flush=True)
     report["ceiling"] = ceiling
 
@@ -221,15 +273,18 @@ def main() -> None:
         "--num-threads", str(threads), "--log-level", "warning", *args.classifyd_args,
     ]  # fmt: skip
     report["classifyd_command"] = " ".join(serve)
+    report["slices"] = args.slices
     print("classifyd", flush=True)
+    readings = CeilingReadings([*ceiling_cmd, "--num-texts", str(args.reading_texts)])
     proc = _start(serve, url)
     try:
         report["classifyd"] = _run_points(
-            url, proc.pid, args.seconds, args.num_texts, True, ceiling_now
+            url, proc.pid, args.seconds, args.num_texts, True, readings, args.slices
         )
         report["classifyd_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
         _stop(proc)
+        readings.close()
 
     if not args.skip_baseline:
         port = _free_port()
@@ -251,6 +306,22 @@ def main() -> None:
     print(render_markdown(report))
 
 
+def _packed_line(ceiling: dict[str, Any]) -> str:
+    """classifyd's own forward in-process on the ceiling's batches, where it was measured."""
+    parts = [
+        f"{mix} {c['packed_texts_per_s_side_by_side']:.1f} texts/s "
+        f"({c['packed_texts_per_s_side_by_side'] / c['texts_per_s']:.2f} × ceiling)"
+        for mix, c in ceiling.items()
+        if c.get("packed_texts_per_s_side_by_side")
+    ]
+    if not parts:
+        return ""
+    return (
+        "classifyd's own forward (engine/packed.py) on the same batches, in-process, side by "
+        "side: " + ", ".join(parts) + ". "
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     ceiling = report["ceiling"]
     base = {r["point"]: r for r in report.get("baseline", [])}
@@ -263,10 +334,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         "In-process ceiling (length-sorted batches of 32, forward only), at the start: "
         + ", ".join(f"{m} {c['texts_per_s']:.1f} texts/s" for m, c in ceiling.items())
         + f"; single-text forward p50 {ceiling['short']['single_forward_ms_p50']:.1f} ms. "
-        "Each point's × ceiling is against the mean of the ceilings measured right before and "
-        "right after it (its column, with both readings).",
+        + _packed_line(ceiling)
+        + f"Each classifyd point runs in {report.get('slices', 1)} slices with the ceiling "
+        "read before, between and after them (the server idle meanwhile); each slice is "
+        "measured against the mean of the two readings around it, and the point's × ceiling "
+        "is the mean of its slices' (their range in brackets; the ceiling column gives the "
+        "mean of the readings, and their range).",
         "",
-        "| load point | classifyd texts/s | ceiling around (before / after) | × ceiling | "
+        "| load point | classifyd texts/s | ceiling (readings) | × ceiling (slices) | "
         "baseline texts/s | × baseline | classifyd p50 / p99 ms | baseline p50 / p99 ms | "
         "padded / real | mean batch | classifyd CPU cores | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -277,10 +352,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         cells = [
             row["point"],
             f"{row['texts_per_s']:.1f}",
-            f"{ceil:.1f} ({row['ceiling_before']:.0f} / {row['ceiling_after']:.0f})"
-            if "ceiling_before" in row
+            f"{ceil:.1f} ({min(row['ceiling_readings']):.0f}–{max(row['ceiling_readings']):.0f})"
+            if "ceiling_readings" in row
             else f"{ceil:.1f}",
-            f"{row['texts_per_s'] / ceil:.2f}",
+            f"{row['x_ceiling']:.2f} ({min(row['x_ceiling_slices']):.2f}–"
+            f"{max(row['x_ceiling_slices']):.2f})"
+            if "x_ceiling" in row
+            else f"{row['texts_per_s'] / ceil:.2f}",
             f"{b['texts_per_s']:.1f}" if b else "–",
             f"{row['texts_per_s'] / b['texts_per_s']:.2f}" if b and b["texts_per_s"] else "–",
             f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}",

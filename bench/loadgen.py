@@ -51,6 +51,8 @@ class LoadResult:
     server_cpu_cores: float | None = None
     # The load generator's own CPU use: it shares the machine with the server.
     client_cpu_cores: float | None = None
+    # texts/s of each slice of a closed loop run in slices (run_load's `slices`).
+    slice_texts_per_s: list[float] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +90,8 @@ async def run_load(
     path: str = "/classify",
     warmup_requests: int = 0,
     client: str = "raw",
+    slices: int = 1,
+    between: Callable[[], Awaitable[None]] | None = None,
 ) -> LoadResult:
     """Closed loop with `clients` workers, or open loop at `rate` requests/s when given.
 
@@ -96,9 +100,17 @@ async def run_load(
     which matters because the generator shares the machine with the server it measures;
     `client="httpx"` measures through httpx, one pool per client (its shared pool costs
     several ms of CPU per request once 64 requests contend for it, measured).
+
+    slices > 1 (closed loop only) splits `seconds` into that many runs of the same clients and
+    connections; between two, once every client has its answer, it awaits `between` (which
+    bench/compare uses to read the ceiling while the server idles). Only the slices' own time
+    counts: in texts/s, CPU use, and the slices' own rates. A closed loop's rates count the
+    answers that came before its deadline, over the time to it (see close_window).
     """
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {CLIENTS}, not {client!r}")
+    if slices < 1 or (slices > 1 and rate is not None):
+        raise ValueError("slices: a positive count, and more than one only for a closed loop")
     chunks = [texts[i : i + texts_per_request] for i in range(0, len(texts), texts_per_request)]
     encoded = [(json.dumps({"input": c}).encode(), len(c)) for c in chunks]
     latencies: list[float] = []
@@ -149,26 +161,61 @@ async def run_load(
             except (httpx.HTTPError, RawHttpError, OSError) as exc:
                 status = type(exc).__name__
             if status == "200":
-                latencies.append(time.perf_counter() - start)
+                now = time.perf_counter()
+                latencies.append(now - start)
+                answered.append((now, count))
                 sent_texts += count
             else:
                 statuses[status] += 1
             statuses["total"] += 1
 
-        cpu_before = _cpu_seconds(server_pid) if server_pid else None
-        own_cpu_before = time.process_time()
-        began = time.perf_counter()
-        deadline = began + seconds
         budget = itertools.count() if max_requests is None else iter(range(max_requests))
+        # (when, texts) of each answer: the rates count those inside the load's window.
+        answered: list[tuple[float, int]] = []
+        # Summed over the slices: the time (all of it, and the windows), the server's and
+        # our own CPU seconds.
+        elapsed = window = cpu = own_cpu = 0.0
+        counted_texts = counted_requests = 0
+        slice_rates: list[float] = []
+
+        def close_window(began: float, deadline: float) -> float:
+            """Count the answers from `began` to the deadline, or to the last answer when the
+            request budget ran out first. The answers still in flight at the deadline are
+            left out, with the time they took: a closed loop's drain, where fewer and fewer
+            clients wait, is not the load it measures. Returns the texts/s of the window."""
+            nonlocal window, counted_texts, counted_requests
+            end = min(deadline, time.perf_counter())
+            inside = [count for when, count in answered if began <= when <= end]
+            window += end - began
+            counted_texts += sum(inside)
+            counted_requests += len(inside)
+            return sum(inside) / (end - began)
 
         if rate is None:
+            deadline = 0.0
 
             async def worker(send: Sender) -> None:
                 while time.perf_counter() < deadline and next(budget, None) is not None:
                     await one(send, *next(bodies))
 
-            await asyncio.gather(*(worker(send) for send in own))
+            for index in range(slices):
+                if index and between is not None:
+                    await between()
+                cpu_before = _cpu_seconds(server_pid) if server_pid else 0.0
+                own_cpu_before = time.process_time()
+                began = time.perf_counter()
+                deadline = began + seconds / slices
+                await asyncio.gather(*(worker(send) for send in own))
+                took = time.perf_counter() - began
+                elapsed += took
+                cpu += _cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
+                own_cpu += time.process_time() - own_cpu_before
+                slice_rates.append(close_window(began, deadline))
         else:
+            cpu_before = _cpu_seconds(server_pid) if server_pid else 0.0
+            own_cpu_before = time.process_time()
+            began = time.perf_counter()
+            deadline = began + seconds
             pending: set[asyncio.Task[None]] = set()
             interval = 1.0 / rate
             tick = began
@@ -190,13 +237,11 @@ async def run_load(
                 task.add_done_callback(pending.discard)
                 tick += interval
             await asyncio.gather(*pending)
-        elapsed = time.perf_counter() - began
-        own_cpu = (time.process_time() - own_cpu_before) / elapsed
-        cpu = (
-            (_cpu_seconds(server_pid) - cpu_before) / elapsed
-            if server_pid and cpu_before is not None
-            else None
-        )
+            elapsed = time.perf_counter() - began
+            cpu = _cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
+            own_cpu = time.process_time() - own_cpu_before
+            # An open loop's answers count to the last: its senders never wait on them.
+            close_window(began, float("inf"))
 
     ok = sorted(latencies)
     total = statuses.pop("total", 0)
@@ -208,14 +253,15 @@ async def run_load(
         seconds=round(elapsed, 3),
         requests=total,
         texts=sent_texts,
-        texts_per_s=sent_texts / elapsed,
-        requests_per_s=len(ok) / elapsed,
+        texts_per_s=counted_texts / window,
+        requests_per_s=counted_requests / window,
         p50_ms=_percentile(ok, 0.50) * 1000,
         p90_ms=_percentile(ok, 0.90) * 1000,
         p99_ms=_percentile(ok, 0.99) * 1000,
         errors=dict(statuses),
-        server_cpu_cores=None if cpu is None else round(cpu, 3),
-        client_cpu_cores=round(own_cpu, 3),
+        server_cpu_cores=round(cpu / elapsed, 3) if server_pid else None,
+        client_cpu_cores=round(own_cpu / elapsed, 3),
+        slice_texts_per_s=slice_rates,
     )
 
 

@@ -48,6 +48,35 @@ async def test_closed_loop_counts_every_request_and_text(live_url: str, client: 
     assert 0 < result.p50_ms <= result.p90_ms <= result.p99_ms
 
 
+async def test_a_closed_loop_in_slices_idles_between_them(live_url: str) -> None:
+    in_flight = 0
+    seen_between: list[int] = []
+    original = RawClient.send
+
+    async def counting(self: RawClient, request: bytes) -> tuple[int, bytes]:
+        nonlocal in_flight
+        in_flight += 1
+        try:
+            return await original(self, request)
+        finally:
+            in_flight -= 1
+
+    async def between() -> None:
+        seen_between.append(in_flight)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RawClient, "send", counting)
+        result = await run_load(live_url, TEXTS, clients=3, seconds=1.5, slices=3, between=between)
+    # Called between the slices, never after the last, with every client answered.
+    assert seen_between == [0, 0]
+    assert len(result.slice_texts_per_s) == 3 and all(r > 0 for r in result.slice_texts_per_s)
+    assert result.errors == {} and result.texts >= 3
+    # The rate counts only answers inside the windows: never more than were answered.
+    assert result.texts_per_s * 1.5 <= result.texts
+    with pytest.raises(ValueError, match="closed loop"):
+        await run_load(live_url, TEXTS, rate=10, seconds=1, slices=2)
+
+
 @pytest.mark.parametrize("client", ["raw", "httpx"])
 async def test_open_loop_sends_at_its_rate(live_url: str, client: str) -> None:
     result = await run_load(live_url, TEXTS, rate=40, seconds=30, max_requests=12, client=client)
