@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,25 @@ from starlette.types import Receive, Scope, Send
 from server.errors import ApiError, bad_request, not_found, to_response
 from server.logs import ACCESS
 from server.state import AppState, state_of
+
+_id_counter = itertools.count()
+_id_prefix = uuid.uuid4().hex[:16]
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix
+    _id_prefix = uuid.uuid4().hex[:16]
+
+
+# A forked child draws its own prefix: its counter starts where the parent's was.
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique across processes: a random prefix drawn once per process, then
+    a counter. uuid4 per request built a UUID from the OS's random source for every request,
+    on the event loop."""
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 @dataclass
@@ -67,7 +88,7 @@ class ModelRoute:
     async def respond(self, request: Request) -> Response:
         began = time.perf_counter()
         state = state_of(request)
-        call = Call(request.headers.get("x-request-id") or uuid.uuid4().hex)
+        call = Call(request.headers.get("x-request-id") or new_request_id())
         try:
             # The whole body first: the disconnect watcher must only ever see the disconnect.
             body = await read_body(request, state.config.max_body_bytes)

@@ -238,3 +238,25 @@ def test_activation_by_problem_type(
         assert probs == pytest.approx([1 / (1 + math.exp(-x)) for x in raw], abs=1e-9)
     else:
         assert probs == raw
+
+
+def test_generated_request_ids_are_unique_across_requests_and_forks() -> None:
+    import os
+
+    from server.http import new_request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without running the parent's teardown
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    parent = new_request_id()
+    # Same counter position, other prefix: the two processes cannot collide.
+    assert child[16:] == parent[16:] and child[:16] != parent[:16]
