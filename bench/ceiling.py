@@ -94,8 +94,14 @@ class Ceiling:
             self._prepared[key] = (ids, batches, tokenize_s)
         return self._prepared[key]
 
-    def measure(self, texts: list[str], *, singles: int = 60, repeats: int = 1) -> dict[str, Any]:
+    def measure(
+        self, texts: list[str], *, singles: int = 60, repeats: int = 1, both: bool = True
+    ) -> dict[str, Any]:
+        """both=False (and two threads or more on CPU): time the side-by-side layout only,
+        for readings after a full measurement found it the better one."""
         torch, model, device = self.torch, self.model, self.device
+        split = 2 if device == "cpu" and torch.get_num_threads() >= 2 else 1
+        both = both or split == 1
         ids, batches, tokenize_s = self._prepare(texts)
         # On a GPU the clock stops only once the device is done; .tolist() is what the
         # server does with each batch's logits anyway.
@@ -103,7 +109,7 @@ class Ceiling:
             for input_ids, mask in batches[:: max(1, len(batches) // 4)]:  # warm-up
                 model(input_ids=input_ids, attention_mask=mask).logits.tolist()
             runs = []
-            for _ in range(repeats):
+            for _ in range(repeats if both else 0):
                 began = time.perf_counter()
                 for input_ids, mask in batches:
                     model(input_ids=input_ids, attention_mask=mask).logits.tolist()
@@ -112,7 +118,6 @@ class Ceiling:
             # one torch thread each (what classifyd's CPU workers do under load). The
             # ceiling is the better of the two, so the server is never measured against the
             # weaker layout.
-            split = 2 if device == "cpu" and torch.get_num_threads() >= 2 else 1
             # The bare-model memory figure is the one-at-a-time process's, as before.
             rss_mb = peak_rss_mb()
             side_runs = []
@@ -125,8 +130,8 @@ class Ceiling:
                 began = time.perf_counter()
                 model(input_ids=torch.tensor([ids[i]], device=device)).logits.tolist()
                 single_ms.append((time.perf_counter() - began) * 1000)
-        one_at_a_time = len(texts) / min(runs)
-        side_by_side = len(texts) / min(side_runs) if side_runs else None
+        one_at_a_time = len(texts) / min(runs) if runs else None
+        side_by_side = max(side_runs) if side_runs else None
         return {
             "texts": len(texts),
             "batch_size": self.batch_size,
@@ -134,7 +139,7 @@ class Ceiling:
             "dtype": self.dtype,
             "quantized": self.quantize,
             "device": device,
-            "texts_per_s": max(one_at_a_time, side_by_side or 0.0),
+            "texts_per_s": max(one_at_a_time or 0.0, side_by_side or 0.0),
             "texts_per_s_one_at_a_time": one_at_a_time,
             "texts_per_s_side_by_side": side_by_side,
             "tokenize_texts_per_s": len(texts) / tokenize_s,
@@ -168,13 +173,13 @@ class Ceiling:
                     packed(batch, None).tolist()
 
         run(rows[:2])  # warm-up (TorchScript profiles its first calls)
-        seconds = _threads_side_by_side([rows[i::split] for i in range(split)], run)
+        rate = _threads_side_by_side([rows[i::split] for i in range(split)], run, len)
         torch.set_num_threads(self.threads or split)
-        return len(texts) / seconds
+        return rate
 
 
 def _side_by_side(torch: Any, model: Any, batches: list[Any], split: int) -> float:
-    """Seconds to run `batches` on `split` threads at once, one torch thread each."""
+    """texts/s of `batches` on `split` threads at once, one torch thread each."""
 
     def run(part: list[Any]) -> None:
         torch.set_num_threads(1)
@@ -182,33 +187,45 @@ def _side_by_side(torch: Any, model: Any, batches: list[Any], split: int) -> flo
             for input_ids, mask in part:
                 model(input_ids=input_ids, attention_mask=mask).logits.tolist()
 
-    return _threads_side_by_side([batches[i::split] for i in range(split)], run)
+    parts = [batches[i::split] for i in range(split)]
+    return _threads_side_by_side(parts, run, lambda batch: int(batch[0].shape[0]))
 
 
-def _threads_side_by_side(parts: list[list[Any]], run: Callable[[list[Any]], None]) -> float:
-    """Seconds for `run` over every part at once, a thread each."""
+def _threads_side_by_side(
+    parts: list[list[Any]], run: Callable[[list[Any]], None], texts_in: Callable[[Any], int]
+) -> float:
+    """texts/s of `run` over every part at once, a thread each: the sum of each thread's own
+    rate (its texts over its own time), so that whichever finishes first idling while the
+    other ends is not counted against the layout (bench/loadgen's windows leave out the
+    same drain)."""
     import threading
 
-    threads = [threading.Thread(target=run, args=(part,)) for part in parts]
-    began = time.perf_counter()
+    rates: list[float] = []
+
+    def timed(part: list[Any]) -> None:
+        began = time.perf_counter()
+        run(part)
+        rates.append(sum(map(texts_in, part)) / (time.perf_counter() - began))
+
+    threads = [threading.Thread(target=timed, args=(part,)) for part in parts]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - began
+    return sum(rates)
 
 
-def serve(ceiling: Ceiling, num_texts: int, seed: int) -> None:
+def serve(ceiling: Ceiling, num_texts: int, seed: int, both: bool) -> None:
     """Readings on request: each line on stdin names a mix; each answer is one JSON line.
     The model stays loaded between them (bench/compare's readings around its slices)."""
     texts = {mix: make(num_texts, seed) for mix, make in MIXES.items()}
     for mix in texts:  # each mix once unrecorded: no reading is the process's first
-        ceiling.measure(texts[mix], singles=5)
+        ceiling.measure(texts[mix], singles=5, both=both)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         mix = line.strip()
         if mix:
-            print(json.dumps(ceiling.measure(texts[mix], singles=20)), flush=True)
+            print(json.dumps(ceiling.measure(texts[mix], singles=20, both=both)), flush=True)
 
 
 def main() -> None:
@@ -225,16 +242,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--packed", action="store_true", help="also time classifyd's packed forward")
     p.add_argument("--serve", action="store_true", help="answer readings named on stdin")
+    p.add_argument("--side-by-side-only", action="store_true", help="time that layout only")
     args = p.parse_args()
     ceiling = Ceiling(
         args.model, batch_size=args.batch_size, threads=args.threads, dtype=args.dtype,
         quantize=args.quantize, device=args.device,
     )  # fmt: skip
     if args.serve:
-        serve(ceiling, args.num_texts, args.seed)
+        serve(ceiling, args.num_texts, args.seed, not args.side_by_side_only)
         return
     texts = MIXES[args.mix](args.num_texts, args.seed)
-    result = ceiling.measure(texts, repeats=args.repeats)
+    result = ceiling.measure(texts, repeats=args.repeats, both=not args.side_by_side_only)
     if args.packed:
         result["packed_texts_per_s_side_by_side"] = ceiling.packed_side_by_side(texts)
     print(json.dumps(result))

@@ -1,6 +1,6 @@
 """Side-by-side comparison: the in-process ceiling, classifyd and the naive baseline.
 
-    python -m bench.compare --model DIR [--seconds 15] [--out bench/results]
+    python -m bench.compare --model DIR [--seconds 20] [--out bench/results]
 
 Runs, one after the other on 127.0.0.1: the ceiling (bench/ceiling.py), classifyd, then the
 baseline (bench/baseline_server.py), each server under the same load points — concurrency 1,
@@ -9,7 +9,7 @@ concurrency 64 — and writes a results table (markdown and JSON) with the exact
 versions, model and machine.
 
 This machine's speed drifts by ±20 % from minute to minute (other tenants), so each classifyd
-load point runs in slices (--slices, 4) with the ceiling read before, between and after them by
+load point runs in slices (--slices, 5) with the ceiling read before, between and after them by
 one `bench.ceiling --serve` process that keeps the model loaded; each slice is measured
 against the mean of the two readings around it, and the point's "× ceiling" is the mean of its
 slices'. Concurrency 1's latency is against the readings' mean single-text forward. The full
@@ -231,12 +231,12 @@ def _machine() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", required=True)
-    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--num-texts", type=int, default=2048)
     p.add_argument("--threads", type=int, default=None, help="torch threads for all three")
     p.add_argument("--out", default="bench/results")
     p.add_argument("--skip-baseline", action="store_true")
-    p.add_argument("--slices", type=int, default=4, help="slices of each classifyd point")
+    p.add_argument("--slices", type=int, default=5, help="slices of each classifyd point")
     p.add_argument("--reading-texts", type=int, default=384, help="texts per ceiling reading")
     p.add_argument("classifyd_args", nargs="*", help="extra `classifyd serve` flags after --")
     args = p.parse_args()
@@ -275,7 +275,17 @@ def main() -> None:
     report["classifyd_command"] = " ".join(serve)
     report["slices"] = args.slices
     print("classifyd", flush=True)
-    readings = CeilingReadings([*ceiling_cmd, "--num-texts", str(args.reading_texts)])
+    # The readings time only the layout that won at the start, in both mixes, if one did:
+    # a reading then takes half as long, and the slices can be shorter.
+    side_won = all(
+        (c["texts_per_s_side_by_side"] or 0) >= c["texts_per_s_one_at_a_time"]
+        for c in ceiling.values()
+    )
+    report["readings_side_by_side_only"] = side_won
+    readings = CeilingReadings(
+        [*ceiling_cmd, "--num-texts", str(args.reading_texts)]
+        + (["--side-by-side-only"] if side_won else [])
+    )
     proc = _start(serve, url)
     try:
         report["classifyd"] = _run_points(
