@@ -140,9 +140,12 @@ def _run_points(
     classifyd: bool,
     ceiling: CeilingReadings | None = None,
     slices: int = 1,
+    points: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for name, mix, clients, per_request in LOAD_POINTS:
+        if points and name not in points:
+            continue
         texts = MIXES[mix](num_texts, 0)
         # With the ceiling: the load runs in slices, and the ceiling is read before the
         # first, between each two (the server idles then: no load, nothing queued) and
@@ -175,6 +178,14 @@ def _run_points(
                 got / ceil for got, ceil in zip(result.slice_texts_per_s, around, strict=True)
             ]
             row["x_ceiling"] = sum(row["x_ceiling_slices"]) / len(around)
+            # The same against classifyd's own forward, read alongside: what serving costs.
+            own = [r.get("packed_texts_per_s_side_by_side") for r in readings]
+            if all(own):
+                own_around = [(a + b) / 2 for a, b in itertools.pairwise(own)]
+                row["own_forward_readings"] = own
+                row["x_own_forward"] = sum(
+                    got / o for got, o in zip(result.slice_texts_per_s, own_around, strict=True)
+                ) / len(own_around)
             # The latency target's floor, from the same minutes.
             forwards = [r["single_forward_ms_p50"] for r in readings]
             row["single_forward_ms_p50"] = sum(forwards) / len(forwards)
@@ -238,6 +249,7 @@ def main() -> None:
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--slices", type=int, default=5, help="slices of each classifyd point")
     p.add_argument("--reading-texts", type=int, default=384, help="texts per ceiling reading")
+    p.add_argument("--points", nargs="+", help="only these load points (names as in the table)")
     p.add_argument("classifyd_args", nargs="*", help="extra `classifyd serve` flags after --")
     args = p.parse_args()
     threads = args.threads or os.cpu_count() or 1
@@ -289,8 +301,9 @@ def main() -> None:
     proc = _start(serve, url)
     try:
         report["classifyd"] = _run_points(
-            url, proc.pid, args.seconds, args.num_texts, True, readings, args.slices
-        )
+            url, proc.pid, args.seconds, args.num_texts, True, readings, args.slices,
+            args.points,
+        )  # fmt: skip
         report["classifyd_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
         _stop(proc)
@@ -304,7 +317,9 @@ def main() -> None:
         print("baseline (transformers pipeline, one request at a time)", flush=True)
         proc = _start(base, url)
         try:
-            report["baseline"] = _run_points(url, proc.pid, args.seconds, args.num_texts, False)
+            report["baseline"] = _run_points(
+                url, proc.pid, args.seconds, args.num_texts, False, points=args.points
+            )
             report["baseline_peak_rss_mb"] = peak_rss_mb(proc.pid)
         finally:
             _stop(proc)
@@ -349,12 +364,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         "read before, between and after them (the server idle meanwhile); each slice is "
         "measured against the mean of the two readings around it, and the point's × ceiling "
         "is the mean of its slices' (their range in brackets; the ceiling column gives the "
-        "mean of the readings, and their range).",
+        "mean of the readings, and their range). × own forward: the same against classifyd's "
+        "packed forward, read with each ceiling reading on the same texts in batches of 32 "
+        "in their given order: what the serving around the forward costs.",
         "",
         "| load point | classifyd texts/s | ceiling (readings) | × ceiling (slices) | "
+        "× own forward | "
         "baseline texts/s | × baseline | classifyd p50 / p99 ms | baseline p50 / p99 ms | "
         "padded / real | mean batch | classifyd CPU cores | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["classifyd"]:
         b = base.get(row["point"])
@@ -369,6 +387,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{max(row['x_ceiling_slices']):.2f})"
             if "x_ceiling" in row
             else f"{row['texts_per_s'] / ceil:.2f}",
+            f"{row['x_own_forward']:.2f}" if "x_own_forward" in row else "–",
             f"{b['texts_per_s']:.1f}" if b else "–",
             f"{row['texts_per_s'] / b['texts_per_s']:.2f}" if b and b["texts_per_s"] else "–",
             f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}",
