@@ -250,7 +250,7 @@ def _serve_parser(sub: Any) -> None:
     _add(
         p,
         "packed",
-        "unpadded forward for BERT-family encoders on CPU, not with int8 (batches then take "
+        "unpadded forward for BERT-family encoders on CPU, int8 included (batches then take "
         "the queue in order; batch-scan and padding-slack do not apply); false: the model's "
         "own forward",
         True,

@@ -191,7 +191,7 @@ def test_attention_groups() -> None:
 @pytest.mark.parametrize(
     ("options", "packed"),
     [({}, True), ({"dtype": "bfloat16"}, True), ({"packed": False}, False),
-     ({"quantization": "int8"}, False)],
+     ({"quantization": "int8"}, True), ({"quantization": "int8", "packed": False}, False)],
 )  # fmt: skip
 async def test_the_runner_packs_where_it_should(
     tmp_path: Path, options: dict[str, Any], packed: bool
