@@ -342,8 +342,8 @@ def _packed_line(ceiling: dict[str, Any]) -> str:
     if not parts:
         return ""
     return (
-        "classifyd's own forward (engine/packed.py) on the same batches, in-process, side by "
-        "side: " + ", ".join(parts) + ". "
+        "classifyd's own forward (engine/packed.py) on the same texts in given-order batches "
+        "of 32, in-process, side by side: " + ", ".join(parts) + ". "
     )
 
 
@@ -363,8 +363,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         + f"Each classifyd point runs in {report.get('slices', 1)} slices with the ceiling "
         "read before, between and after them (the server idle meanwhile); each slice is "
         "measured against the mean of the two readings around it, and the point's × ceiling "
-        "is the mean of its slices' (their range in brackets; the ceiling column gives the "
-        "mean of the readings, and their range). × own forward: the same against classifyd's "
+        "is the mean of its slices' (their range in brackets; the ceiling column gives, over the "
+        "slices, the mean of the readings around each, and the readings' range). × own forward: "
+        "the same against classifyd's "
         "packed forward, read with each ceiling reading on the same texts in batches of 32 "
         "in their given order: what the serving around the forward costs.",
         "",

@@ -130,8 +130,8 @@ class TransformersRunner:
         if self._config.quantization == "int8":
             model = quantize_int8(model, device, dtype)
             if checked is not None:
-                # The same modules with int8 Linears in place: 1.4 × fp32 packed on batches
-                # of 32, where the padded int8 forward was 1.08 × (bench/README.md).
+                # The same modules with int8 Linears in place. In-process, batches of 32 side
+                # by side: ~440 texts/s against fp32 packed's ~310 (bench/README.md).
                 from engine.packed import PackedEncoder
 
                 checked = PackedEncoder.of(model)
