@@ -54,12 +54,8 @@ class Ceiling:
             torch.set_num_threads(threads)
         self.torch = torch
         self.threads = threads
-        self.batch_size, self.dtype, self.quantize, self.device = (
-            batch_size,
-            dtype,
-            quantize,
-            device,
-        )
+        self.batch_size = batch_size
+        self.dtype, self.quantize, self.device = dtype, quantize, device
         self.tok = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir, dtype=getattr(torch, dtype)
@@ -70,7 +66,8 @@ class Ceiling:
 
             # What `classifyd serve --quantization int8` runs, so the ceiling matches it.
             self.model = quantize_int8(self.model, torch.device(device), getattr(torch, dtype))
-        self._prepared: dict[int, tuple[list[list[int]], list[Any], float]] = {}
+        # By the text list's identity; the list itself is kept, so its id cannot be reused.
+        self._prepared: dict[int, tuple[list[str], list[list[int]], list[Any], float]] = {}
         # classifyd's packed forward of the model (packed_side_by_side), scripted when first used.
         self._packed: Any = None
         self._packed_tried = False
@@ -94,8 +91,9 @@ class Ceiling:
                 lengths = torch.tensor([len(r) for r in rows])
                 mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
                 batches.append((input_ids.to(self.device), mask.to(self.device)))
-            self._prepared[key] = (ids, batches, tokenize_s)
-        return self._prepared[key]
+            self._prepared[key] = (texts, ids, batches, tokenize_s)
+        _, ids, batches, tokenize_s = self._prepared[key]
+        return ids, batches, tokenize_s
 
     def measure(
         self, texts: list[str], *, singles: int = 60, repeats: int = 1, both: bool = True

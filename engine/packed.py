@@ -125,10 +125,9 @@ class _Layer(nn.Module):
         for g in range(len(groups)):
             rows, width, start, end = groups[g][0], groups[g][1], groups[g][2], groups[g][3]
             index = indexes[g]
-            shape = [rows, width, self.heads, self.head_dim]
-            qg = _padded(q[start:end], index, rows * width).view(shape).transpose(1, 2)
-            kg = _padded(k[start:end], index, rows * width).view(shape).transpose(1, 2)
-            vg = _padded(v[start:end], index, rows * width).view(shape).transpose(1, 2)
+            qg = self._heads(q[start:end], index, rows, width)
+            kg = self._heads(k[start:end], index, rows, width)
+            vg = self._heads(v[start:end], index, rows, width)
             out = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=masks[g], scale=self.scale)
             out = out.transpose(1, 2).reshape(rows * width, self.heads * self.head_dim)
             if index is not None:
@@ -158,14 +157,18 @@ class _Layer(nn.Module):
                 groups[g][0], groups[g][1], groups[g][2], groups[g][3], groups[g][4],
             )  # fmt: skip
             index = indexes[g]
-            shape = [rows, width, self.heads, self.head_dim]
             qg = q[row : row + rows].view([rows, 1, self.heads, self.head_dim]).transpose(1, 2)
-            kg = _padded(k[start:end], index, rows * width).view(shape).transpose(1, 2)
-            vg = _padded(v[start:end], index, rows * width).view(shape).transpose(1, 2)
+            kg = self._heads(k[start:end], index, rows, width)
+            vg = self._heads(v[start:end], index, rows, width)
             out = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=masks[g], scale=self.scale)
             outs.append(out.transpose(1, 2).reshape(rows, self.heads * self.head_dim))
         attended = outs[0] if len(outs) == 1 else torch.cat(outs)
         return self._dense(attended, first)
+
+    def _heads(self, x: Tensor, index: Tensor | None, rows: int, width: int) -> Tensor:
+        """A group's packed tokens ([tokens, hidden]) as [rows, heads, width, head_dim]."""
+        shape = [rows, width, self.heads, self.head_dim]
+        return _padded(x, index, rows * width).view(shape).transpose(1, 2)
 
     def _dense(self, attended: Tensor, hidden: Tensor) -> Tensor:
         """Attention output, residual and norm, then the feed-forward block."""

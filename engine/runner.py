@@ -122,12 +122,14 @@ class TransformersRunner:
         # has not been measured packed. The layout is checked before any quantization: int8
         # moves results by its own per-batch scales (pad rows included in the padded
         # forward's), which the check could not tell from a wrong layout.
+        int8 = self._config.quantization == "int8"
         checked = (
-            self._checked_packed(torch, model, dtype)
+            # Eager for int8: only the layout is checked, and the int8 encoder is scripted anew.
+            self._checked_packed(torch, model, dtype, script=not int8)
             if device.type == "cpu" and self._config.packed
             else None
         )
-        if self._config.quantization == "int8":
+        if int8:
             model = quantize_int8(model, device, dtype)
             if checked is not None:
                 # The same modules with int8 Linears in place. In-process, batches of 32 side
@@ -248,12 +250,14 @@ class TransformersRunner:
             done.record(compute_stream)
         return out, done
 
-    def _checked_packed(self, torch: Any, model: Any, dtype: Any) -> PackedEncoder | None:
+    def _checked_packed(
+        self, torch: Any, model: Any, dtype: Any, *, script: bool = True
+    ) -> PackedEncoder | None:
         """The packed forward, once it has matched the model's own on a padded batch: a
         variant whose modules look right but compute otherwise keeps its own forward."""
         from engine.packed import PackedEncoder  # imports torch: on the worker thread only
 
-        packed = PackedEncoder.of(model)
+        packed = PackedEncoder.of(model, script=script)
         if packed is None:
             return None
         vocab = int(model.get_input_embeddings().num_embeddings)
