@@ -62,7 +62,7 @@ class Ceiling:
         )
         self.model = model.eval().to(device)
         if quantize:
-            from engine.quantize import quantize_int8
+            from engine.model.quantize import quantize_int8
 
             # What `classifyd serve --quantization int8` runs, so the ceiling matches it.
             self.model = quantize_int8(self.model, torch.device(device), getattr(torch, dtype))
@@ -151,12 +151,12 @@ class Ceiling:
         }
 
     def packed_side_by_side(self, texts: list[str], split: int = 2) -> float | None:
-        """texts/s of classifyd's own CPU forward (engine/packed.py) on the same texts in
+        """texts/s of classifyd's own CPU forward (engine/model/packed.py) on the same texts in
         batches of `batch_size` in their given order, as the server takes them (not sorted:
         a packed batch has no padding to save), side by side: the server's forward without
         the server. None where it does not pack. The scripted module is built once."""
         if not self._packed_tried:
-            from engine.packed import PackedEncoder
+            from engine.model.packed import PackedEncoder
 
             self._packed = PackedEncoder.of(self.model) if not self.quantize else None
             self._packed_tried = True

@@ -281,7 +281,7 @@ def main() -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     serve = [
-        py, "-m", "server", "serve", "--model", args.model, "--port", str(port),
+        py, "-m", "cli", "serve", "--model", args.model, "--port", str(port),
         "--num-threads", str(threads), "--log-level", "warning", *args.classifyd_args,
     ]  # fmt: skip
     report["classifyd_command"] = " ".join(serve)
@@ -342,7 +342,7 @@ def _packed_line(ceiling: dict[str, Any]) -> str:
     if not parts:
         return ""
     return (
-        "classifyd's own forward (engine/packed.py) on the same texts in given-order batches "
+        "classifyd's own forward (engine/model/packed.py) on the same texts in given-order batches "
         "of 32, in-process, side by side: " + ", ".join(parts) + ". "
     )
 

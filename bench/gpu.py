@@ -125,7 +125,7 @@ def _server_points(
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
-        sys.executable, "-m", "server", "serve", "--model", model, "--port", str(port),
+        sys.executable, "-m", "cli", "serve", "--model", model, "--port", str(port),
         "--device", device, "--dtype", dtype, "--max-inflight-batches", str(inflight),
         "--log-level", "warning", "--max-concurrent-requests", "4096",
     ]  # fmt: skip

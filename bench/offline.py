@@ -40,7 +40,7 @@ def _texts(mix: str, count: int) -> list[str]:
 
 def measure_classifier(model: str, texts: list[str], threads: int) -> dict[str, Any]:
     """In this process: the Classifier on `texts`, after a warm-up on a few of them."""
-    from engine import Classifier
+    from offline import Classifier
 
     # Truncating as the ceiling does (tokenizer truncation=True), so both run the same tokens.
     with Classifier(model, num_threads=threads, truncate_prompt_tokens=-1, progress=False) as clf:
@@ -65,7 +65,7 @@ def _command(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     """`classifyd classify ...` in a child: its summary's rate, and the wall time."""
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "server", "classify", *argv, "--progress", "never"],
+        [sys.executable, "-m", "cli", "classify", *argv, "--progress", "never"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     wall = time.perf_counter() - began
@@ -88,7 +88,7 @@ def _serve(model: str, threads: int, env: dict[str, str]) -> tuple[subprocess.Po
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "server", "serve", "--model", model, "--port", str(port),
+    cmd = [sys.executable, "-m", "cli", "serve", "--model", model, "--port", str(port),
            "--num-threads", str(threads), "--log-level", "warning", "--auto-truncate"]  # fmt: skip
     return _start(cmd, url), url
 

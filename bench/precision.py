@@ -2,7 +2,7 @@
 
     python -m bench.precision --model DIR [--num-texts 1024] [--threads 2]
 
-Loads the model through the server's own runner (engine/runner.py) once per variant —
+Loads the model through the server's own runner (engine/model/runner.py) once per variant —
 float32, bfloat16, float32 + int8 dynamic quantization — and runs the same texts through
 each in length-sorted batches of 32 and one text at a time. Prints, per variant, texts/s and
 the single-text forward time with the speed-up over float32, and the deviation of its
@@ -41,7 +41,7 @@ def _run_variant(
 ) -> tuple[dict[str, Any], list[list[float]]]:
     from engine.activation import activate, default_activation
     from engine.config import EngineConfig
-    from engine.runner import TransformersRunner
+    from engine.model.runner import TransformersRunner
 
     runner = TransformersRunner(
         EngineConfig(

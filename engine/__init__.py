@@ -15,21 +15,15 @@ from engine.errors import (
     Overloaded,
     RequestTimeout,
 )
-from engine.offline import AsyncClassifier, Classification, Classifier, ClassifierOptions, Failed
-from engine.runner import ModelInfo
+from engine.model.runner import ModelInfo
 
 __all__ = [
-    "AsyncClassifier",
-    "Classification",
-    "Classifier",
-    "ClassifierOptions",
     "ClassifyOptions",
     "ClassifyResult",
     "Engine",
     "EngineConfig",
     "EngineError",
     "EngineUnavailable",
-    "Failed",
     "InferenceError",
     "InputTooLong",
     "InvalidInput",

@@ -72,7 +72,7 @@ def take_batch(
     """Take the next batch: the oldest entry of the best priority, plus what fits with it.
 
     A batch costs len(batch) × its longest prompt, which is what a padded forward computes,
-    or with `packed` (engine/packed.py) the sum of its prompts' lengths, which is what a
+    or with `packed` (engine/model/packed.py) the sum of its prompts' lengths, which is what a
     packed one computes; it stays within `max_batch_tokens` and `max_num_seqs`. The first
     live entry (the head) is always taken, so nothing waits behind more batches than there
     are entries ahead of it, and a prompt longer than the budget cannot stall the queue.

@@ -88,7 +88,7 @@ class EngineConfig:
     batch_scan: int = 256
     # Padded tokens per batch stay within (1 + padding_slack) × real tokens when grouping.
     padding_slack: float = 0.15
-    # The unpadded forward for BERT-family encoders on CPU (engine/packed.py): no dense
+    # The unpadded forward for BERT-family encoders on CPU (engine/model/packed.py): no dense
     # layer computes a pad token, so batches take the queue in order, whatever the lengths
     # (batch_scan and padding_slack then do not apply). False: the model's own forward.
     packed: bool = True

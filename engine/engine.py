@@ -25,9 +25,9 @@ from engine.errors import (
     Overloaded,
     RequestTimeout,
 )
-from engine.loading import check_model_dir
 from engine.metrics import EngineMetrics
-from engine.runner import ModelInfo, ModelRunner, TransformersRunner
+from engine.model.loading import check_model_dir
+from engine.model.runner import ModelInfo, ModelRunner, TransformersRunner
 from engine.scheduler import Scheduler
 from engine.tokenizer import Tokenizer
 from engine.worker import Worker

@@ -48,7 +48,7 @@ class Scheduler:
         # Whether the batches running now run side by side (only ever set with several
         # workers, by _slot()).
         self._side_by_side = False
-        # Packed forwards (engine/packed.py): a batch costs its real tokens.
+        # Packed forwards (engine/model/packed.py): a batch costs its real tokens.
         self._packed = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.errors import InvalidInput, ModelLoadError
-from engine.loading import first_line
+from engine.model.loading import first_line
 
 Side = Literal["left", "right"]
 

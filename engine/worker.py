@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.entry import Entry
 from engine.memory import release_free_memory
-from engine.runner import ModelInfo, ModelRunner
+from engine.model.runner import ModelInfo, ModelRunner
 
 logger = logging.getLogger("classifyd.worker")
 

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from engine import Engine, EngineConfig
-from engine.runner import ModelRunner
+from engine.model.runner import ModelRunner
 from server.config import ServerConfig
 from server.dispatch import HotPaths
 from server.errors import handle_exception

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
-from engine.runner import ModelInfo
+from engine.model.runner import ModelInfo
 
 FailRule = Callable[[list[list[int]]], bool]
 
@@ -23,7 +23,7 @@ def fake_logits(ids: Sequence[int]) -> list[float]:
 
 
 class FakeRunner:
-    """Implements engine.runner.ModelRunner without torch (is_async=False)."""
+    """Implements engine.model.runner.ModelRunner without torch (is_async=False)."""
 
     def __init__(
         self,

@@ -76,7 +76,7 @@ def server_flags() -> dict[str, str]:
     """{flag name: its CLASSIFYD_* variable}, from `classifyd serve --help`."""
     env = {**os.environ, "COLUMNS": "100000"}
     out = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--help"],
+        [sys.executable, "-m", "cli", "serve", "--help"],
         cwd=ROOT,
         env=env,
         capture_output=True,

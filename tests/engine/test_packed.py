@@ -1,4 +1,4 @@
-"""The packed forward (engine/packed.py) against the model's own padded forward.
+"""The packed forward (engine/model/packed.py) against the model's own padded forward.
 
 Each supported family, built tiny and loaded from disk, runs the same rows both ways: rows
 of very different lengths (so attention splits into several groups and pads inside them),
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from engine.packed import PackedEncoder, attention_groups
+from engine.model.packed import PackedEncoder, attention_groups
 from tests.builders import build_model, missing_archs
 
 PACKED = ("bert", "distilbert", "roberta", "xlm-roberta", "electra")

@@ -325,7 +325,7 @@ async def test_convert_classify_from_tokens(fleet: Fleet, dirs: dict[str, Path])
 def test_causal_lm_without_convert_fails_start(dirs: dict[str, Path]) -> None:
     """The CLI refuses a *ForCausalLM with one sentence that names --convert, no traceback."""
     out = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--model", str(dirs["causal-lm"]),
+        [sys.executable, "-m", "cli", "serve", "--model", str(dirs["causal-lm"]),
          "--port", str(free_port()), "--device", "cpu"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -19,7 +19,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-import engine.default_model as dm
+import default_model as dm
 
 # Large enough that the two probe sentences come out right and every domain beats its
 # majority baseline; small enough for about a minute on a 2-core CI machine.

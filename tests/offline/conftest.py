@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.cli import main
+from cli.main import main
 from tests.builders import sentences
 from tests.server.reference import reference_probs
 
@@ -65,7 +65,7 @@ class Child:
 def spawn(argv: list[str], log: Path, stdin: int | None = None) -> Child:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server", *argv],
+            [sys.executable, "-m", "cli", *argv],
             cwd=REPO, env=child_env(), stdin=stdin, stdout=out, stderr=out,
         )  # fmt: skip
     return Child(proc, log)

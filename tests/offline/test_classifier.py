@@ -1,4 +1,4 @@
-"""engine/offline.py: the Classifier equals plain transformers and the server's rules, keeps
+"""offline/classifier.py: the Classifier equals plain transformers and the server's rules, keeps
 order, streams in bounded memory, reports bad texts in place; the async twin agrees."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import AsyncClassifier, Classification, Classifier, Failed, InputTooLong, InvalidInput
+from engine import InputTooLong, InvalidInput
 from engine.activation import default_activation
+from offline import AsyncClassifier, Classification, Classifier, Failed
 from tests.server.reference import max_abs_diff
 
 
@@ -119,8 +120,8 @@ async def test_async_classifier_agrees(
 
 
 def test_default_means_the_built_in_model(monkeypatch: pytest.MonkeyPatch, bert_dir: Path) -> None:
-    from engine import default_model
-    from engine.offline import resolve_model
+    import default_model
+    from offline.classifier import resolve_model
 
     monkeypatch.setattr(default_model, "ensure_default_model", lambda progress: bert_dir)
     assert resolve_model("default") == (str(bert_dir), default_model.DEFAULT_MODEL_NAME)

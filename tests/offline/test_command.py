@@ -293,7 +293,7 @@ def test_url_equals_local_and_the_servers_answers(
 
 
 def test_help_names_every_flag_with_its_env_variable(capsys: pytest.CaptureFixture[str]) -> None:
-    from server.cli import main
+    from cli.main import main
 
     with pytest.raises(SystemExit) as exited:
         main(["classify", "--help"])

@@ -1,6 +1,6 @@
 """Live classifyd servers for the reliability battery, each the real CLI in its own process.
 
-Every server is `python -m server serve ...` on 127.0.0.1 with a fault hook from
+Every server is `python -m cli serve ...` on 127.0.0.1 with a fault hook from
 tests/reliability/faults.py. The servers the collected tests need are started together once
 per session (each pays a few seconds of torch import on this 2-core machine); a test waits
 only for its own. Child processes, not threads of the test process: CPython 3.11 before
@@ -311,7 +311,7 @@ def start_server(name: str, model_dir: Path, workdir: Path) -> LiveServer:
     log = workdir / "server.log"
     env = _server_env({CONTROL_ENV: str(control), RECORD_ENV: str(record), **extra_env})
     argv = [
-        sys.executable, "-m", "server", "serve", "--model", str(model_dir),
+        sys.executable, "-m", "cli", "serve", "--model", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port), "--num-threads", "1", *flags,
     ]  # fmt: skip
     with open(log, "wb") as out:

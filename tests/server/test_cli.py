@@ -16,7 +16,7 @@ from tests.server.conftest import _free_port
 
 def test_help_shows_defaults_and_env_names() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--help"],
+        [sys.executable, "-m", "cli", "serve", "--help"],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     text = " ".join(out.stdout.split())
@@ -39,7 +39,7 @@ def test_serve_from_environment(bert_dir: Path) -> None:
         "CLASSIFYD_MAX_MODEL_LEN": "64",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve"],
+        [sys.executable, "-m", "cli", "serve"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -68,7 +68,7 @@ def test_serve_from_environment(bert_dir: Path) -> None:
 
 def test_missing_model_dir_fails_start(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--model", str(tmp_path / "nothing"),
+        [sys.executable, "-m", "cli", "serve", "--model", str(tmp_path / "nothing"),
          "--port", str(_free_port())],
         capture_output=True, text=True, timeout=90,
     )  # fmt: skip

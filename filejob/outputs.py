@@ -18,7 +18,7 @@ from typing import IO, Literal
 
 import orjson
 
-from server.batch_input import Row, id_key
+from filejob.inputs import Row, id_key
 
 OutputFormat = Literal["jsonl", "csv"]
 

@@ -3,7 +3,7 @@
     classifyd classify --model DIR reviews.jsonl --field body -o scored.jsonl
     classifyd classify --url http://127.0.0.1:8000 reviews.csv --column text -o scored.csv
 
-The texts run on a local Classifier (engine/offline.py) or, with --url, on a running server
+The texts run on a local Classifier (offline/classifier.py) or, with --url, on a running server
 through the client (client/); either way at most one window of rows is held, and rows are
 written in input order as their results arrive.
 
@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import orjson
 
-from server.batch_input import (
+from filejob.inputs import (
     BadRow,
     InputError,
     InputSpec,
@@ -51,7 +51,7 @@ from server.batch_input import (
     open_input,
     read_rows,
 )
-from server.batch_output import (
+from filejob.outputs import (
     CsvSink,
     DoneIndex,
     JsonlSink,
@@ -227,7 +227,7 @@ def _too_long(length: int, limit: int) -> str:
 def _local_outcomes(args: argparse.Namespace, stack: ExitStack) -> Backend:
     """A function texts → outcomes in order, on a Classifier in this process."""
     from engine.errors import InputTooLong
-    from engine.offline import Classifier, Failed
+    from offline.classifier import Classifier, Failed
 
     options: dict[str, Any] = {
         "device": args.device,

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
-from engine.loading import first_line, load_classifier
-from engine.quantize import quantize_int8
+from engine.model.loading import first_line, load_classifier
+from engine.model.quantize import quantize_int8
 
 if TYPE_CHECKING:
-    from engine.packed import PackedEncoder
+    from engine.model.packed import PackedEncoder
 
 logger = logging.getLogger("classifyd.runner")
 
@@ -43,9 +43,9 @@ class ModelInfo:
     device: str
     model_type: str
     architecture: str
-    # "int8" when the Linear layers were quantized at load (engine/quantize.py), else "none".
+    # "int8" when the Linear layers were quantized at load (engine/model/quantize.py), else "none".
     quantization: str = "none"
-    # True when forwards are packed (engine/packed.py): a batch costs its real tokens.
+    # True when forwards are packed (engine/model/packed.py): a batch costs its real tokens.
     packed: bool = False
 
     @property
@@ -134,7 +134,7 @@ class TransformersRunner:
             if checked is not None:
                 # The same modules with int8 Linears in place. In-process, batches of 32 side
                 # by side: ~440 texts/s against fp32 packed's ~310 (bench/README.md).
-                from engine.packed import PackedEncoder
+                from engine.model.packed import PackedEncoder
 
                 checked = PackedEncoder.of(model)
         self._packed = checked
@@ -255,7 +255,7 @@ class TransformersRunner:
     ) -> PackedEncoder | None:
         """The packed forward, once it has matched the model's own on a padded batch: a
         variant whose modules look right but compute otherwise keeps its own forward."""
-        from engine.packed import PackedEncoder  # imports torch: on the worker thread only
+        from engine.model.packed import PackedEncoder  # imports torch: on the worker thread only
 
         packed = PackedEncoder.of(model, script=script)
         if packed is None:

@@ -29,7 +29,7 @@ from engine.activation import Activation, activate, argmax, default_activation
 from engine.config import Dtype, EngineConfig, Quantization
 from engine.engine import ClassifyOptions, Engine
 from engine.errors import EngineError, EngineUnavailable, InputTooLong, InvalidInput
-from engine.runner import ModelInfo
+from engine.model.runner import ModelInfo
 from pipeline import LoopThread, ordered_chunks
 
 Errors = Literal["raise", "return"]
@@ -117,7 +117,7 @@ _OWN_KEYS = frozenset({"use_activation", "chunk_size", "progress"})
 def resolve_model(model: str | PathLike[str] | None, *, progress: bool = True) -> tuple[str, str]:
     """(directory, name). None, "default" or the built-in model's name mean the built-in
     model, built into the cache on first use (minutes; `classifyd build-default`)."""
-    from engine.default_model import DEFAULT_MODEL_NAME, ensure_default_model
+    from default_model import DEFAULT_MODEL_NAME, ensure_default_model
 
     if model is None or str(model) in ("default", DEFAULT_MODEL_NAME):
         return str(ensure_default_model(progress=progress)), DEFAULT_MODEL_NAME

@@ -299,7 +299,7 @@ def serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level, args.log_format)
     if args.model is None:
-        from engine.default_model import DEFAULT_MODEL_NAME, DefaultModelError, ensure_default_model
+        from default_model import DEFAULT_MODEL_NAME, DefaultModelError, ensure_default_model
 
         # The built-in default: built once (training; see the README), then served from the cache.
         try:
@@ -439,14 +439,14 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_malloc_arenas()
     if argv[:1] == ["build-default"]:
-        from engine.default_model import main as build_default
+        from default_model import main as build_default
 
         return build_default(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "classify":
-        from server.batch_job import run as classify
+        from filejob.job import run as classify
 
         return classify(args)
     parser.error(f"unknown command {args.command}")

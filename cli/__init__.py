@@ -1,0 +1,1 @@
+"""The `classifyd` command line: serve, classify, build-default."""
