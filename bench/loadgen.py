@@ -25,7 +25,7 @@ import httpx
 
 from bench.rawhttp import RawClient, RawHttpError
 from bench.texts import MIXES
-from server.runtime import run as run_on_uvloop
+from server.runtime import run_on_uvloop
 
 CLIENTS = ("raw", "httpx")
 # One connection's send: request bytes in (a whole request for raw, a body for httpx),

@@ -3,6 +3,7 @@
 Queue depth and running counts are read at scrape time through callbacks, so the hot path
 pays nothing for them. vLLM's names are exported too, so dashboards and autoscalers built for
 vLLM work unchanged; there a "request" is one sequence, since that is what queues and runs.
+The HTTP server adds its own series (server/metrics.py) to the same registry.
 """
 
 from __future__ import annotations
@@ -21,11 +22,6 @@ _TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 3276
 
 # Why the engine refuses a request (the `reason` label of classifyd_rejected_requests_total).
 REJECT_REASONS = ("overloaded", "queue_full", "timeout", "draining", "unavailable", "worker_dead")
-# (outcome, status) pairs every server answers sooner or later; others appear when they happen.
-_EXPECTED_OUTCOMES = (
-    ("success", "200"), ("error", "400"), ("error", "429"), ("error", "500"), ("error", "503"),
-    ("cancelled", "499"),
-)  # fmt: skip
 
 
 class EngineMetrics:
@@ -69,10 +65,6 @@ class EngineMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.requests = Counter(
-            "classifyd_requests", "Requests answered, by outcome and HTTP status.",
-            ["outcome", "status"], registry=r,
-        )  # fmt: skip
         self.rejected = Counter(
             "classifyd_rejected_requests", "Requests refused, by reason.", ["reason"], registry=r
         )
@@ -111,8 +103,6 @@ class EngineMetrics:
         # is invisible to rate()/increase(), so the first refusal of each kind would be lost.
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
-        for outcome, status in _EXPECTED_OUTCOMES:
-            self.requests.labels(outcome, status)
 
     def bind(
         self,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from engine import Engine, EngineConfig
@@ -15,8 +16,9 @@ from engine.model.runner import ModelRunner
 from server.config import ServerConfig
 from server.dispatch import HotPaths
 from server.errors import handle_exception
+from server.metrics import server_metrics
 from server.middleware import ApiKeyMiddleware
-from server.routes import model_routes, routes
+from server.routes import OPEN_PATHS, model_routes, routes
 from server.state import AppState
 
 
@@ -25,9 +27,15 @@ def create_app(
     server_config: ServerConfig | None = None,
     runner_factory: Callable[[EngineConfig], ModelRunner] | None = None,
     engine: Engine | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> ASGIApp:
     """The app; its lifespan starts and stops an Engine, unless it is given a started one
-    (the CLI starts the engine first, so a model that cannot load fails before binding)."""
+    (the CLI starts the engine first, so a model that cannot load fails before binding).
+
+    `middleware` (outermost first, as in Starlette) wraps the whole app, so it sees every
+    request, model routes included; it runs outside Starlette's error handling, so it must
+    not raise.
+    """
     settings = server_config or ServerConfig()
 
     @contextlib.asynccontextmanager
@@ -39,13 +47,23 @@ def create_app(
                 else await stack.enter_async_context(Engine(config, runner_factory))
             )
             app.state.classifyd = AppState(
-                engine=running, config=settings, names=config.names, created=int(time.time())
+                engine=running,
+                config=settings,
+                names=config.names,
+                created=int(time.time()),
+                metrics=server_metrics(running.metrics.registry),
             )
             yield
 
     starlette = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={Exception: handle_exception}
     )
+    stack = list(middleware)
+    if settings.api_keys:
+        # Innermost: no route, hot or not, is reached without a key, while the other middleware
+        # still sees the refusals (and a CORS middleware answers preflights, which carry none).
+        stack.append(Middleware(ApiKeyMiddleware, keys=settings.api_keys, open_paths=OPEN_PATHS))
     app: ASGIApp = HotPaths(starlette, model_routes)
-    # Outermost, so that no route, hot or not, is reached without a key.
-    return ApiKeyMiddleware(app, keys=settings.api_keys) if settings.api_keys else app
+    for cls, args, kwargs in reversed(stack):
+        app = cls(app, *args, **kwargs)
+    return app

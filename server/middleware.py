@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import error_response
 
-# Probes and scrapers must work without a key: orchestrators and Prometheus don't carry one.
-OPEN_PATHS = frozenset({"/health", "/ready", "/ping", "/metrics"})
-
 
 class ApiKeyMiddleware:
-    """`Authorization: Bearer <key>` on every route but OPEN_PATHS; 401 in the envelope."""
+    """`Authorization: Bearer <key>` on every path but `open_paths`; 401 in the envelope."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], open_paths: Collection[str]) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or scope["path"] in self.open_paths or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         response = error_response(

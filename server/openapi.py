@@ -1,26 +1,20 @@
-"""`GET /openapi.json`: an OpenAPI 3.1 document generated from the msgspec structs.
+"""The OpenAPI 3.1 document of a route table, its schemas generated from the msgspec structs.
 
-The schemas come from the same structs that decode and encode the wire, so the document
-cannot drift from what the server accepts; the path table below says which struct each
-route takes and returns.
+The schemas come from the same structs that decode and encode the wire, and the paths from
+the table that routes the requests (server/routes.py), so the document cannot drift from what
+the server accepts.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 
-from protocol.classify import ClassifyRequest, ClassifyResponse
-from protocol.codec import encode
 from protocol.errors import ErrorResponse
-from protocol.models import Info, ModelList, Version
-from protocol.scoring import RerankRequest, RerankResponse, ScoreRequest, ScoreResponse
-from protocol.tei import Prediction, PredictRequest
-from protocol.tokenize import TokenizeRequest, TokenizeResponse
+from protocol.tei import Prediction
 from server import __version__
 
 _REF = "#/components/schemas/{name}"
@@ -36,101 +30,81 @@ _ERRORS = {
 # One input gives a list of predictions, a batch a list of those (msgspec cannot express the
 # union of two list types, so it is written by hand).
 _ONE = {"type": "array", "items": {"$ref": _REF.format(name="Prediction")}}
-_PREDICTIONS = {"anyOf": [_ONE, {"type": "array", "items": _ONE}]}
+PREDICTIONS = {"anyOf": [_ONE, {"type": "array", "items": _ONE}]}
 
-# path → (summary, request struct, response struct or schema)
-_POST_ROUTES: dict[str, tuple[str, type, Any]] = {
-    "/classify": ("Classify texts (vLLM).", ClassifyRequest, ClassifyResponse),
-    "/v1/classify": ("Classify texts (SGLang).", ClassifyRequest, ClassifyResponse),
-    "/invocations": ("Classify texts (SageMaker).", ClassifyRequest, ClassifyResponse),
-    "/predict": ("Classify texts or text pairs (TEI).", PredictRequest, _PREDICTIONS),
-    "/score": ("Score text pairs (vLLM; one-label models).", ScoreRequest, ScoreResponse),
-    "/v1/score": ("Score text pairs (vLLM; one-label models).", ScoreRequest, ScoreResponse),
-    "/rerank": ("Rank documents for a query (one-label models).", RerankRequest, RerankResponse),
-    "/v1/rerank": ("Rank documents for a query (one-label models).", RerankRequest, RerankResponse),
-    "/tokenize": ("Token ids of a prompt.", TokenizeRequest, TokenizeResponse),
-}
-_GET_ROUTES: dict[str, tuple[str, Any]] = {
-    "/v1/models": ("The served model names.", ModelList),
-    "/version": ("The classifyd version.", Version),
-    "/info": ("The model, its labels, dtype, device and limits.", Info),
-}
+# What every model route can answer besides 200 (server/http.py's ModelRoute and the engine).
+_MODEL_ERRORS = ("400", "404", "413", "429", "500", "503")
 
 
-def _content(schema: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Doc:
+    """What /openapi.json says of one route's operations."""
+
+    summary: str
+    # A model route's body struct.
+    request: type | None = None
+    # The 200 body: a struct, or a JSON schema; None when the answer has no body.
+    response: Any = None
+    ok: str = "OK"
+    media_type: str = "application/json"
+    # A route's own errors; a model route's are _MODEL_ERRORS, and 401 is added for every
+    # route that needs a key.
+    errors: tuple[str, ...] = ()
+
+
+class Documented(Protocol):
+    """A route table entry, as far as the document needs it (server/routes.py's Endpoint)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def methods(self) -> tuple[str, ...]: ...
+    @property
+    def doc(self) -> Doc: ...
+    @property
+    def model(self) -> bool: ...
+    @property
+    def open(self) -> bool: ...
+
+
+def _content(schema: Any, media_type: str = "application/json") -> dict[str, Any]:
     if isinstance(schema, type):
         schema = {"$ref": _REF.format(name=schema.__name__)}
-    return {"application/json": {"schema": schema}}
+    return {media_type: {"schema": schema}}
 
 
-def _errors(codes: list[str]) -> dict[str, Any]:
+def _errors(codes: Iterable[str]) -> dict[str, Any]:
     return {
         code: {"description": _ERRORS[code], "content": _content(ErrorResponse)} for code in codes
     }
 
 
-@functools.cache
-def document() -> dict[str, Any]:
+def _operation(entry: Documented) -> dict[str, Any]:
+    doc = entry.doc
+    ok: dict[str, Any] = {"description": doc.ok}
+    if doc.response is not None:
+        ok["content"] = _content(doc.response, doc.media_type)
+    operation: dict[str, Any] = {"summary": doc.summary}
+    if doc.request is not None:
+        operation["requestBody"] = {"required": True, "content": _content(doc.request)}
+    errors = set(_MODEL_ERRORS if entry.model else doc.errors)
+    if not entry.open:
+        errors.add("401")
+    operation["responses"] = {"200": ok, **_errors(sorted(errors))}
+    return operation
+
+
+def document(table: Iterable[Documented]) -> dict[str, Any]:
+    """The OpenAPI document of `table`, its paths in the table's order."""
+    table = list(table)
     structs: list[Any] = [ErrorResponse, Prediction]
-    structs += [s for _, req, resp in _POST_ROUTES.values() for s in (req, resp)]
-    structs += [resp for _, resp in _GET_ROUTES.values()]
+    structs += [s for entry in table for s in (entry.doc.request, entry.doc.response)]
     types = list(dict.fromkeys(s for s in structs if isinstance(s, type)))
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     paths: dict[str, Any] = {}
-    for path, (summary, request, response) in _POST_ROUTES.items():
-        paths[path] = {
-            "post": {
-                "summary": summary,
-                "requestBody": {"required": True, "content": _content(request)},
-                "responses": {
-                    "200": {"description": "OK", "content": _content(response)},
-                    **_errors(["400", "401", "404", "413", "429", "500", "503"]),
-                },
-            }
-        }
-    for path, (summary, response) in _GET_ROUTES.items():
-        paths[path] = {
-            "get": {
-                "summary": summary,
-                "responses": {
-                    "200": {"description": "OK", "content": _content(response)},
-                    **_errors(["401"]),
-                },
-            }
-        }
-    probe = {
-        "summary": "Ready: 200 while accepting work; 503 once a drain begins.",
-        "responses": {"200": {"description": "Ready"}, **_errors(["503"])},
-    }
-    live = {
-        "summary": "Live: 200 while the model worker runs (draining included).",
-        "responses": {"200": {"description": "Live"}, **_errors(["503"])},
-    }
-    paths["/health"] = {"get": live}
-    paths["/ready"] = {"get": probe}
-    paths["/ping"] = {"get": probe, "post": probe}
-    paths["/metrics"] = {
-        "get": {
-            "summary": "Prometheus metrics.",
-            "responses": {
-                "200": {
-                    "description": "Prometheus text format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    }
-    paths["/openapi.json"] = {
-        "get": {
-            "summary": "This document.",
-            "responses": {
-                "200": {
-                    "description": "OpenAPI 3.1",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }
-            },
-        }
-    }
+    for entry in table:
+        operation = _operation(entry)
+        paths[entry.path] = {method.lower(): operation for method in entry.methods}
     return {
         "openapi": "3.1.0",
         "info": {"title": "classifyd", "version": __version__},
@@ -140,7 +114,3 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
-
-
-async def openapi(request: Request) -> Response:
-    return Response(encode(document()), media_type="application/json")

@@ -106,7 +106,7 @@ async def serve(
         await engine.stop()
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop when it is installed (uvicorn[standard] brings it), else asyncio."""
     try:
         import uvloop

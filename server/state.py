@@ -9,6 +9,7 @@ from starlette.requests import Request
 from engine import Engine
 from engine.activation import Activation, default_activation
 from server.config import ServerConfig
+from server.metrics import ServerMetrics
 
 
 @dataclass
@@ -17,6 +18,7 @@ class AppState:
     config: ServerConfig
     names: tuple[str, ...]
     created: int
+    metrics: ServerMetrics
 
     @property
     def default_activation(self) -> Activation:

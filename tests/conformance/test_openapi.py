@@ -78,6 +78,15 @@ def test_operations_reference_defined_schemas(spec: dict) -> None:
         assert code in post["responses"], code
 
 
+def test_documented_401_is_what_a_keyed_server_does(secured: Live, spec: dict) -> None:
+    """An operation documents 401 exactly when a server with keys refuses it without one."""
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            response = secured.client.request(method, path, json={} if method == "post" else None)
+            documented = "401" in operation["responses"]
+            assert (response.status_code == 401) is documented, (method, path)
+
+
 # -- property-based: schemathesis over the live server -----------------------------------
 #
 # schemathesis.pytest.from_fixture (its lazy loader) reads `request.node._nodeid`, which
