@@ -1,15 +1,10 @@
-"""The scheduler: the one task that owns the waiting queue and feeds the worker.
+"""The scheduler: the one task that owns the waiting queue and feeds the workers.
 
 It takes a batch whenever a worker has a free slot and something waits, so batches form
-from whatever queued up while the previous batch ran: no timer, no fixed window. Every
-method runs on the event loop thread; nothing else touches the queue.
-
-With several CPU workers (one copy of the weights) there are two ways to run, chosen
-whenever nothing is running: one batch at a time on every torch thread while fewer than
-`parallel_from` prompts wait (a lone request's latency), or one batch per worker side by
-side, each on num_threads // workers threads, under load (throughput: no OpenMP barrier
-stalls when the event loop takes a core). The thread count changes only while nothing runs,
-because some torch kernels size per-thread buffers by the process-wide count.
+from whatever queued up while the previous batch ran: no timer, no fixed window. Where each
+batch runs, on how many threads, is engine/placement.py's decision. Every method runs on the
+event loop thread; nothing else touches the queue, and the engine reads and cancels through
+the methods here only.
 """
 
 from __future__ import annotations
@@ -17,42 +12,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 
 from engine.batching import WaitingQueue, take_batch
 from engine.config import EngineConfig
 from engine.entry import Entry
 from engine.errors import EngineUnavailable, InferenceError
 from engine.metrics import EngineMetrics
-from engine.worker import Outcome, Worker
-
-# Prompts from which a batch's forward runs near its best per prompt on one CPU thread
-# (MiniLM-L6 in-process, side by side: 16 → 228 texts/s, 32 → 250, 64 → 227).
-EFFICIENT_BATCH = 32
+from engine.placement import Placement
+from engine.worker import BatchOutput, Worker
 
 
 class Scheduler:
     def __init__(self, config: EngineConfig, metrics: EngineMetrics) -> None:
         self._config = config
         self._metrics = metrics
-        self.waiting = WaitingQueue()
-        self.running = 0
+        self._waiting = WaitingQueue()
+        self._running = 0
         # Batches handed to a worker and not yet answered, by identity, with their worker.
         self._inflight: dict[int, tuple[list[Entry], Worker]] = {}
-        self._max_inflight = 1
+        self._placement: Placement[Worker] | None = None
         self._wake = asyncio.Event()
-        self._workers: list[Worker] = []
-        # Batches in flight per worker, by identity.
-        self._busy: dict[int, int] = {}
-        # (all threads, threads per worker side by side); None: one worker, never changed.
-        self._threads: tuple[int, int] | None = None
-        # Whether the batches running now run side by side (only ever set with several
-        # workers, by _slot()).
-        self._side_by_side = False
         # Packed forwards (engine/model/packed.py): a batch costs its real tokens.
         self._packed = False
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._stop_error = EngineUnavailable("The server is shutting down.")
+
+    @property
+    def waiting_count(self) -> int:
+        """Prompts waiting that still count (a cancelled one stops counting at once)."""
+        return self._waiting.live
+
+    @property
+    def waiting_tokens(self) -> int:
+        """The tokens of those prompts."""
+        return self._waiting.tokens
+
+    @property
+    def running(self) -> int:
+        """Prompts in batches handed to a worker and not yet answered."""
+        return self._running
 
     def start(
         self,
@@ -62,11 +62,13 @@ class Scheduler:
         *,
         packed: bool = False,
     ) -> None:
-        self._workers = workers
         self._packed = packed
-        self._busy = {id(w): 0 for w in workers}
-        self._max_inflight = max_inflight_batches
-        self._threads = threads if len(workers) > 1 else None
+        self._placement = Placement(
+            workers,
+            max_inflight=max_inflight_batches,
+            threads=threads,
+            parallel_from=self._config.parallel_from,
+        )
         self._task = asyncio.create_task(self._run(), name="classifyd-scheduler")
 
     def enqueue(self, entries: list[Entry]) -> None:
@@ -77,29 +79,35 @@ class Scheduler:
         now = time.perf_counter()
         for entry in entries:
             entry.enqueued_at = now
-            self.waiting.push(entry)
+            self._waiting.push(entry)
         self._wake.set()
 
-    def complete(self, batch: list[Entry], outcome: Outcome) -> None:
+    def cancel(self, entries: Iterable[Entry]) -> None:
+        """Give up on these prompts: those not yet answered never reach the model, and those
+        still waiting stop counting now (they leave the queue when a batch is taken)."""
+        for entry in entries:
+            entry.future.cancel()
+            self._waiting.forget(entry)
+
+    def complete(self, batch: list[Entry], output: BatchOutput) -> None:
         """Called on the loop (via call_soon_threadsafe) when the worker is done with a batch."""
         taken = self._inflight.pop(id(batch), None)
-        if taken is None:
+        if taken is None or self._placement is None:
             return  # already failed by fail_all()
-        self._busy[id(taken[1])] -= 1
-        self.running -= len(batch)
+        self._placement.finished(taken[1])
+        self._running -= len(batch)
         now = time.perf_counter()
-        if isinstance(outcome, BaseException):
+        if isinstance(output, BaseException):
             self._metrics.failed_batches.inc()
-            error = InferenceError(f"The model failed on this input's batch: {outcome}")
+            error = InferenceError(f"The model failed on this input's batch: {output}")
             for entry in batch:
                 entry.finished_at = now
                 if not entry.future.done():
                     entry.future.set_exception(error)
-                for sibling in entry.siblings or ():
-                    if not sibling.future.done():
-                        sibling.future.cancel()
+                # The rest of its request cannot succeed: cancel it before it is batched.
+                self.cancel(entry.siblings or ())
         else:
-            for entry, row in zip(batch, outcome, strict=True):
+            for entry, row in zip(batch, output, strict=True):
                 entry.finished_at = now
                 if not entry.future.done():
                     entry.future.set_result(row)
@@ -114,10 +122,11 @@ class Scheduler:
         self._stop_error = error
         for batch, _ in self._inflight.values():
             _fail(batch, error)
-            self.running -= len(batch)
+            self._running -= len(batch)
         self._inflight.clear()
-        self._busy = dict.fromkeys(self._busy, 0)
-        _fail(self.waiting.drain(), error)
+        if self._placement is not None:
+            self._placement.clear()
+        _fail(self._waiting.drain(), error)
         if self._task is not None:
             self._task.cancel()
 
@@ -129,10 +138,9 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        _fail(self.waiting.drain(), self._stop_error)
+        _fail(self._waiting.drain(), self._stop_error)
 
     async def _run(self) -> None:
-        assert self._workers
         while True:
             self._fill()
             self._wake.clear()
@@ -140,24 +148,21 @@ class Scheduler:
 
     def _fill(self) -> None:
         """Hand batches to the workers while a slot is free and something waits."""
+        placement = self._placement
+        assert placement is not None
         cfg = self._config
         # Nothing running: the batches taken now all start together.
         fresh = not self._inflight
-        while self.waiting and not self._stopped:
-            slot = self._slot()
+        while self._waiting and not self._stopped:
+            slot = placement.next_slot(
+                self._waiting.live, cfg.max_batch_tokens, cfg.max_num_seqs, fresh=fresh
+            )
             if slot is None:
                 return
-            worker, threads = slot
-            budget, seqs = cfg.max_batch_tokens, cfg.max_num_seqs
-            if self._side_by_side:
-                # Side by side, the batches share the token budget: what runs at once, and
-                # so the activation memory, stays within --max-batch-tokens.
-                budget = max(1, budget // len(self._workers))
-                seqs = min(seqs, self._share(fresh))
             batch = take_batch(
-                self.waiting,
-                budget,
-                seqs,
+                self._waiting,
+                slot.max_batch_tokens,
+                slot.max_num_seqs,
                 scan=cfg.batch_scan,
                 padding_slack=cfg.padding_slack,
                 packed=self._packed,
@@ -172,45 +177,10 @@ class Scheduler:
             # Packed, the dense layers compute the real tokens only.
             padded = real if self._packed else len(batch) * max(e.length for e in batch)
             self._metrics.observe_batch(len(batch), real, padded)
-            self._inflight[id(batch)] = (batch, worker)
-            self._busy[id(worker)] += 1
-            self.running += len(batch)
-            worker.submit(batch, threads)
-
-    def _share(self, fresh: bool) -> int:
-        """Prompts one batch side by side may take of those waiting.
-
-        Starting side by side (nothing was running), the idle workers split what waits
-        evenly, so every core starts at once. After that a freeing worker takes its share
-        (1/workers) or EFFICIENT_BATCH, whichever is more, and leaves the rest for the
-        others, which free up soon. Taking everything (a packed batch has no padding to
-        stop it) left the other worker running stragglers a few at a time and the queue
-        empty whenever a worker freed: at c64, batches of 3 prompts and 149 texts/s
-        against 174. The bare share gave batches of 15 at c64 and of 22 at 4 × 32
-        (requests of 32 run in halves); with the floor, 20 and 32, and 4 × 32 went from
-        206–234 to 235–237 texts/s (bench/README.md).
-        """
-        live = self.waiting.live
-        if fresh:
-            idle = sum(1 for w in self._workers if self._busy[id(w)] == 0)
-            return max(1, -(-live // max(1, idle)))
-        return max(1, -(-live // len(self._workers)), min(live, EFFICIENT_BATCH))
-
-    def _slot(self) -> tuple[Worker, int | None] | None:
-        """The worker for the next batch and its thread count, or None: wait for one."""
-        if len(self._inflight) >= self._max_inflight:
-            return None
-        worker = min(self._workers, key=lambda w: self._busy[id(w)])
-        if self._threads is None:
-            return worker, None
-        wide, narrow = self._threads
-        if not self._inflight:
-            self._side_by_side = (
-                self._max_inflight > 1 and self.waiting.live >= self._config.parallel_from
-            )
-        elif not self._side_by_side:
-            return None  # one batch on every thread: nothing runs beside it
-        return worker, narrow if self._side_by_side else wide
+            self._inflight[id(batch)] = (batch, slot.worker)
+            placement.started(slot.worker)
+            self._running += len(batch)
+            slot.worker.submit(batch, slot.threads)
 
 
 def _fail(entries: list[Entry], error: BaseException) -> None:

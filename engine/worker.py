@@ -6,7 +6,7 @@ runner (CUDA) the worker launches batch N+1 before it waits for batch N, so the 
 idles while the host collates.
 
 On CPU several workers may share one loaded runner (`Worker.sharing`): each thread runs its
-own batch on its own torch threads, with one copy of the weights (see engine/scheduler.py
+own batch on its own torch threads, with one copy of the weights (see engine/placement.py
 for when batches run side by side).
 """
 
@@ -26,8 +26,9 @@ from engine.model.runner import ModelInfo, ModelRunner
 
 logger = logging.getLogger("classifyd.worker")
 
-Outcome = list[list[float]] | BaseException
-DoneCallback = Callable[[list[Entry], Outcome], None]
+# A batch's logits rows in its order, or the exception that failed it.
+BatchOutput = list[list[float]] | BaseException
+DoneCallback = Callable[[list[Entry], BatchOutput], None]
 # Called with each batch's token ids just before its forward; raising fails that batch as the
 # model would. Tests use it to inject failures and out-of-memory errors.
 FaultHook = Callable[[list[list[int]]], None]
@@ -162,14 +163,14 @@ class Worker:
 
     def _collect(self, runner: ModelRunner, batch: list[Entry], handle: Any) -> None:
         try:
-            outcome: Outcome = runner.finish(handle)
+            output: BatchOutput = runner.finish(handle)
         except Exception as exc:
-            outcome = self._recover(runner, batch, exc)
-        self._hand_back(batch, outcome)
+            output = self._recover(runner, batch, exc)
+        self._hand_back(batch, output)
         # What batches freed, back to the OS once memory grew (engine/memory.py).
         release_free_memory()
 
-    def _recover(self, runner: ModelRunner, batch: list[Entry], exc: Exception) -> Outcome:
+    def _recover(self, runner: ModelRunner, batch: list[Entry], exc: Exception) -> BatchOutput:
         """A failed forward: out of memory is retried in halves; anything else fails."""
         if not _is_out_of_memory(exc) or len(batch) == 1:
             logger.error("forward failed on a batch of %d: %r", len(batch), exc)
@@ -179,16 +180,16 @@ class Worker:
         rows: list[list[float]] = []
         for part in (batch[:half], batch[half:]):
             try:
-                outcome: Outcome = runner.finish(self._launch(runner, part))
+                output: BatchOutput = runner.finish(self._launch(runner, part))
             except Exception as inner:
-                outcome = self._recover(runner, part, inner)
-            if isinstance(outcome, BaseException):
-                return outcome
-            rows.extend(outcome)
+                output = self._recover(runner, part, inner)
+            if isinstance(output, BaseException):
+                return output
+            rows.extend(output)
         return rows
 
-    def _hand_back(self, batch: list[Entry], outcome: Outcome) -> None:
-        self._call_loop(self._on_done, batch, outcome)
+    def _hand_back(self, batch: list[Entry], output: BatchOutput) -> None:
+        self._call_loop(self._on_done, batch, output)
 
     def _call_loop(self, callback: Callable[..., None], *args: Any) -> None:
         try:

@@ -1,17 +1,14 @@
 """Packed (unpadded) forwards for BERT-family encoders: no dense layer computes a pad token.
 
 A padded forward runs every Linear, activation and layer norm on len(batch) × longest
-tokens, which is three times the real tokens for a batch of 32 texts in arrival order, and
-still 1.14 × for the ~12 similar-length texts the scheduler grouped at saturation (bench/).
-Only attention needs rows; everything else is per token. So this forward concatenates the
+tokens, several times the real tokens for texts of mixed lengths in arrival order. Only
+attention needs rows; everything else is per token. So this forward concatenates the
 tokens of every row into one [tokens, hidden] tensor for the dense parts, and hands
 attention rows of similar length in a few groups, each padded to its own longest row (or not
 at all when their lengths are equal) for one scaled_dot_product_attention call.
 
 The head reads one token per row (the first), so the last layer computes only those: keys and
-values from every token, everything else from one per row (`_Layer.pooled`). On the default
-MiniLM-L6 that made batches of 32 1.17 × faster in-process (short texts) and 1.25 × for the
-long-tail mix, where the last layer's full attention was dearest (bench/README.md).
+values from every token, everything else from one per row (`_Layer.pooled`).
 
 It calls the model's own modules in the order the transformers forward does, so results
 match it to float rounding (tests/engine/test_packed.py checks 1e-5 against the padded
@@ -20,7 +17,7 @@ runner then uses the model's own forward.
 
 The forward is TorchScript-compiled when it can be: a scripted module runs without the GIL
 from its first op to its last, where eager Python takes the GIL back between every two ops,
-and two workers and the event loop queue for it (bench/README.md). If scripting fails
+and two workers and the event loop queue for it. If scripting fails
 (an activation TorchScript cannot compile), the same module runs eagerly.
 
 Supported: BERT (MiniLM, cross-encoders), RoBERTa / XLM-RoBERTa, ELECTRA, DistilBERT, with
@@ -41,8 +38,8 @@ logger = logging.getLogger("classifyd.packed")
 
 # Attention groups: rows stay in one group while the group's padded attention (rows ×
 # longest²) is within (1 + ATTENTION_SLACK) × the rows' own (Σ length²). Each group costs a
-# few small ops per layer; 0.3 measured best against 1.0, one group, and fixed allowances
-# (in-process, batches of 16 short and long-tail texts).
+# few small ops per layer, so fewer, looser groups trade padding for overhead; 0.3 ran
+# fastest on both short and long-tail batches.
 ATTENTION_SLACK = 0.3
 
 # model_type → the attribute holding the base model.
@@ -147,7 +144,7 @@ class _Layer(nn.Module):
         """The layer's output for each row's first token only ([rows, hidden]): all the
         head reads of the last layer. Keys and values still come from every token, but the
         query, the attention output, both feed-forward Linears and the norms run on one
-        token per row, which for a 6-layer encoder is ~14 % of its dense work (bench/)."""
+        token per row, which spares most of the last layer's dense work."""
         k, v = self.key(hidden), self.value(hidden)
         first = hidden.index_select(0, firsts)
         q = self.query(first)

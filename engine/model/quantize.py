@@ -6,10 +6,10 @@ with VNNI where the CPU has it. Because the activation scale comes from the whol
 text's result also depends on its batch-mates: this path is neither exact nor batch-invariant,
 which is why it is opt-in (bench/precision.py prints its measured speed-up and deviation).
 
-Two kinds of layer stay in float32, measured on the default model: the classification head
-(a tiny share of the work, and the last step before the probabilities) and the down-projections
-(more inputs than outputs, e.g. the feed-forward output after GELU), whose inputs carry the
-outliers a per-tensor int8 scale handles worst — quantizing them doubled the labels changed.
+Two kinds of layer stay in float32: the classification head (a tiny share of the work, and
+the last step before the probabilities) and the down-projections (more inputs than outputs,
+e.g. the feed-forward output after GELU), whose inputs carry the outliers a per-tensor int8
+scale handles worst; quantizing them moves far more labels on the default model.
 """
 
 from __future__ import annotations

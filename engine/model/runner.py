@@ -1,27 +1,25 @@
 """ModelRunner: the only code that touches torch and the model, run on the worker thread.
 
 `TransformersRunner` loads any `AutoModelForSequenceClassification` directory. On CUDA it
-stages each batch in pinned host memory, copies it on a side stream, runs the forward on a
-compute stream and copies the logits back without a host sync, so the worker can prepare the
+stages each batch on a side stream (engine/model/device.py), so the worker can prepare the
 next batch while this one runs; `finish()` is the only place that waits (on an event).
+Several CPU workers may share one runner: a forward writes nothing shared, so theirs overlap.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config import EngineConfig
-from engine.errors import ModelLoadError
-from engine.model.loading import first_line, load_classifier
+from engine.model.loading import load_classifier
 from engine.model.quantize import quantize_int8
 
 if TYPE_CHECKING:
+    from engine.model.device import CudaStaging, Forward
     from engine.model.packed import PackedEncoder
 
 logger = logging.getLogger("classifyd.runner")
@@ -99,98 +97,45 @@ class TransformersRunner:
         self._model: Any = None
         self._device: Any = None
         self._pad_id = 0
-        # True when the model has no pad token of its own (see launch()).
-        self._free_pad = False
         self._takes_type_ids = False
+        # A padded batch's inputs → its logits: the model's own, or by position for a decoder
+        # without a pad token (engine/model/last_token.py).
+        self._forward: Forward | None = None
         self._packed: PackedEncoder | None = None
-        self._streams: tuple[Any, Any] | None = None
-        # Several CPU workers may share this runner; a model without a pad token has its
-        # config changed per batch (see _launch()), so those forwards run one at a time.
-        self._pad_lock = threading.Lock()
+        self._cuda: CudaStaging | None = None
 
     def load(self) -> ModelInfo:
-        import torch
+        from engine.model.device import resolve_device, resolve_dtype
 
-        device = self._resolve_device(torch)
-        dtype = self._resolve_dtype(torch, device)
-        if device.type == "cpu":
-            torch.set_num_threads(self._config.num_threads)
-        model = load_classifier(self._config, dtype)
-        model.eval()
-        model.to(device)
-        # CPU only for now: the GPU path stages whole padded tensors on a side stream, and
-        # has not been measured packed. The layout is checked before any quantization: int8
-        # moves results by its own per-batch scales (pad rows included in the padded
-        # forward's), which the check could not tell from a wrong layout.
-        int8 = self._config.quantization == "int8"
-        checked = (
-            # Eager for int8: only the layout is checked, and the int8 encoder is scripted anew.
-            self._checked_packed(torch, model, dtype, script=not int8)
-            if device.type == "cpu" and self._config.packed
-            else None
-        )
-        if int8:
-            model = quantize_int8(model, device, dtype)
-            if checked is not None:
-                # The same modules with int8 Linears in place. In-process, batches of 32 side
-                # by side: ~440 texts/s against fp32 packed's ~310 (bench/README.md).
-                from engine.model.packed import PackedEncoder
-
-                checked = PackedEncoder.of(model)
-        self._packed = checked
-        # Decoder heads find each row's last real token by pad_token_id. A model shipped
-        # without one pads with its end token, unless a prompt holds that token (see launch()).
-        self._free_pad = model.config.pad_token_id is None
-        if self._free_pad:
-            eos = model.config.eos_token_id
-            model.config.pad_token_id = eos[0] if isinstance(eos, list) else eos
-        self._pad_id = int(model.config.pad_token_id or 0)
+        device = resolve_device(self._config.device)
+        dtype = resolve_dtype(self._config.dtype, device)
+        model = self._load_model(device, dtype)
+        # Checked before any quantization: int8 moves results by its own per-batch scales
+        # (pad rows included in the padded forward's), which the check could not tell from
+        # a wrong layout.
+        checked = self._check_packed_layout(model, device, dtype)
+        model = self._quantize(model, device, dtype)
+        self._packed = self._pack(model, checked)
+        self._forward = self._padded_forward(model)
         self._takes_type_ids = "token_type_ids" in inspect.signature(model.forward).parameters
         self._model = model
         self._device = device
-        if device.type == "cuda":
-            self.is_async = True
-            self._streams = (torch.cuda.Stream(device), torch.cuda.Stream(device))
-        info = ModelInfo(
-            labels=_labels(model.config),
-            problem_type=getattr(model.config, "problem_type", None),
-            max_position_len=_max_position_len(model.config),
-            vocab_size=int(model.get_input_embeddings().num_embeddings),
-            dtype=str(dtype).removeprefix("torch."),
-            device=str(device),
-            model_type=str(model.config.model_type),
-            architecture=type(model).__name__,
-            quantization=self._config.quantization,
-            packed=self._packed is not None,
-        )
+        self._start_streams(device)
+        info = self._describe(model, device, dtype)
         self._warm_up(info)
         return info
 
     def launch(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> Any:
-        guard = self._pad_lock if self._free_pad else contextlib.nullcontext()
-        with guard:
-            return self._launch(ids, type_ids)
-
-    def _launch(
-        self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
-    ) -> Any:
         import torch
 
         if self._packed is not None:
             with torch.inference_mode():
                 return self._packed(ids, type_ids if self._takes_type_ids else None).float()
+        assert self._forward is not None
         width = max(len(row) for row in ids)
         pad = self._pad_id
-        if self._free_pad:
-            # Alone, such a model reads the last token whatever it is; padded, the head skips
-            # every pad id, so a prompt ending in the end token would be read one token early.
-            # Pad with an id no prompt of this batch holds (under _pad_lock: shared config).
-            used = {t for row in ids for t in row}
-            if pad in used:
-                pad = next(i for i in range(len(used) + 1) if i not in used)
-            self._model.config.pad_token_id = pad
         # Right padding: exact for absolute-position encoders and rotary decoders alike
-        # (see MODELS.md); the decoder heads pick the last real token by pad_token_id.
+        # (see docs/MODELS.md); masked, the pad ids never reach a real token's result.
         input_ids = torch.tensor([[*row, *([pad] * (width - len(row)))] for row in ids])
         host: dict[str, Any] = {"input_ids": input_ids}
         if any(len(row) != width for row in ids):
@@ -199,24 +144,21 @@ class TransformersRunner:
                 torch.long
             )
         # else no mask at all: models read a missing mask as all ones, and building and
-        # applying one costs 1.4 ms of a 10 ms single-text forward (measured, MiniLM-L6).
+        # applying one is a measurable share of a single short text's forward.
         if type_ids is not None and self._takes_type_ids:
             host["token_type_ids"] = torch.tensor(
                 [[*row, *([0] * (width - len(row)))] for row in type_ids]
             )
         with torch.inference_mode():
-            if self._streams is None:
-                return self._model(**host).logits.float()
-            return self._launch_cuda(torch, host)
+            if self._cuda is None:
+                return self._forward(host).float()
+            return self._cuda.launch(self._forward, host)
 
     def finish(self, launched: Any) -> list[list[float]]:
-        if self._streams is None:
-            rows: list[list[float]] = launched.tolist()
-            return rows
-        logits, done = launched
-        done.synchronize()
-        result: list[list[float]] = logits.tolist()
-        return result
+        if self._cuda is not None:
+            return self._cuda.finish(launched)
+        rows: list[list[float]] = launched.tolist()
+        return rows
 
     def set_threads(self, threads: int) -> None:
         import torch
@@ -228,53 +170,85 @@ class TransformersRunner:
 
     def close(self) -> None:
         self._model = None
+        self._forward = None
+        self._packed = None
 
-    def _launch_cuda(self, torch: Any, host: dict[str, Any]) -> Any:
-        assert self._streams is not None
-        copy_stream, compute_stream = self._streams
-        with torch.cuda.stream(copy_stream):
-            device_inputs = {
-                k: v.pin_memory().to(self._device, non_blocking=True) for k, v in host.items()
-            }
-            copied = torch.cuda.Event()
-            copied.record(copy_stream)
-        with torch.cuda.stream(compute_stream):
-            compute_stream.wait_event(copied)
-            for tensor in device_inputs.values():
-                # The copy stream allocated these; tell the allocator the compute stream uses them.
-                tensor.record_stream(compute_stream)
-            logits = self._model(**device_inputs).logits.float()
-            out = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
-            out.copy_(logits, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record(compute_stream)
-        return out, done
+    # -- the steps of load(), in order -------------------------------------------------
 
-    def _checked_packed(
-        self, torch: Any, model: Any, dtype: Any, *, script: bool = True
-    ) -> PackedEncoder | None:
-        """The packed forward, once it has matched the model's own on a padded batch: a
-        variant whose modules look right but compute otherwise keeps its own forward."""
-        from engine.model.packed import PackedEncoder  # imports torch: on the worker thread only
+    def _load_model(self, device: Any, dtype: Any) -> Any:
+        """The classifier with its trained head, in eval mode, on `device`."""
+        import torch
 
-        packed = PackedEncoder.of(model, script=script)
-        if packed is None:
+        if device.type == "cpu":
+            torch.set_num_threads(self._config.num_threads)
+        model = load_classifier(self._config, dtype)
+        model.eval()
+        model.to(device)
+        return model
+
+    def _check_packed_layout(self, model: Any, device: Any, dtype: Any) -> PackedEncoder | None:
+        """The packed forward once it matched the model's own; None where it does not apply.
+
+        CPU only: the GPU path stages whole padded tensors on a side stream."""
+        if device.type != "cpu" or not self._config.packed:
             return None
-        vocab = int(model.get_input_embeddings().num_embeddings)
-        rows = [[(7 * i + 3 * j + 5) % vocab for j in range(n)] for i, n in enumerate((9, 4, 6))]
-        width = max(map(len, rows))
-        pad = int(model.config.pad_token_id or 0)  # before load() settles self._pad_id
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        with torch.inference_mode():
-            want = model(input_ids=ids, attention_mask=mask).logits.float().softmax(-1)
-            got = packed(rows, None).float().softmax(-1)
-        # fp32 agrees to ~1e-7; bf16 moves by its own rounding (bench/precision.py).
-        diff = float((got - want).abs().max())
-        if diff > (1e-4 if dtype == torch.float32 else 5e-2):
-            logger.warning("packed forward differs from the model's by %.2g; not used", diff)
-            return None
-        return packed
+        from engine.model.packing import checked_packed
+
+        # Eager for int8: only the layout is checked, and the int8 encoder is scripted anew.
+        return checked_packed(model, dtype, script=self._config.quantization != "int8")
+
+    def _quantize(self, model: Any, device: Any, dtype: Any) -> Any:
+        if self._config.quantization != "int8":
+            return model
+        return quantize_int8(model, device, dtype)
+
+    def _pack(self, model: Any, checked: PackedEncoder | None) -> PackedEncoder | None:
+        """The packed forward over the model as it is now: over int8, the same modules with
+        int8 Linears in place, whose layout the check before quantizing vouched for."""
+        if checked is None or self._config.quantization != "int8":
+            return checked
+        from engine.model.packed import PackedEncoder
+
+        return PackedEncoder.of(model)
+
+    def _padded_forward(self, model: Any) -> Forward:
+        """The forward of padded batches, and the id to pad them with.
+
+        Decoder heads find each row's last real token by pad_token_id. A model shipped
+        without one pads with its end token, and where its own forward refuses batches for
+        want of a pad token, each row is read at its last real token by position instead."""
+        pad = model.config.pad_token_id
+        if pad is None:
+            eos = model.config.eos_token_id
+            self._pad_id = int((eos[0] if isinstance(eos, list) else eos) or 0)
+            from engine.model.last_token import batches_without_pad_token, last_token_forward
+
+            if not batches_without_pad_token(model):
+                return last_token_forward(model)
+        else:
+            self._pad_id = int(pad)
+        return lambda inputs: model(**inputs).logits
+
+    def _start_streams(self, device: Any) -> None:
+        if device.type == "cuda":
+            from engine.model.device import CudaStaging
+
+            self.is_async = True
+            self._cuda = CudaStaging(device)
+
+    def _describe(self, model: Any, device: Any, dtype: Any) -> ModelInfo:
+        return ModelInfo(
+            labels=_labels(model.config),
+            problem_type=getattr(model.config, "problem_type", None),
+            max_position_len=_max_position_len(model.config),
+            vocab_size=int(model.get_input_embeddings().num_embeddings),
+            dtype=str(dtype).removeprefix("torch."),
+            device=str(device),
+            model_type=str(model.config.model_type),
+            architecture=type(model).__name__,
+            quantization=self._config.quantization,
+            packed=self._packed is not None,
+        )
 
     def _warm_up(self, info: ModelInfo) -> None:
         # On a GPU a full-budget batch makes an out-of-memory fail the boot, not a request.
@@ -287,25 +261,3 @@ class TransformersRunner:
             width, rows = 8, 2
         ids = [[self._pad_id + 1 if self._pad_id + 1 < info.vocab_size else 0] * width] * rows
         self.finish(self.launch(ids, None))
-
-    def _resolve_device(self, torch: Any) -> Any:
-        name = self._config.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(name)
-        except RuntimeError as exc:
-            raise ModelLoadError(f"Unknown device {name!r}: {first_line(exc)}") from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError(f"Device {name!r} was asked for, but CUDA is not available.")
-        return device
-
-    def _resolve_dtype(self, torch: Any, device: Any) -> Any:
-        name = self._config.dtype
-        if name == "auto":
-            if device.type != "cuda":
-                return torch.float32
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if name == "float16" and device.type == "cpu":
-            raise ModelLoadError("float16 is not supported on CPU; use float32 or bfloat16.")
-        return getattr(torch, name)

@@ -1,88 +1,31 @@
-"""The scheduler through the Engine, with a FakeRunner whose gate holds the worker busy.
-
-Prompts are token ids, so a request enqueues without waiting on the tokenizer; the real
-tokenizer of the tiny bert model is still loaded by Engine.start().
+"""The scheduler through the Engine, one worker: batches form from what waits, within the
+budgets, in priority order; cancelled and failed prompts never reach the model; stop fails
+what still waits. Several workers: tests/engine/test_side_by_side.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from engine import (
-    ClassifyOptions,
-    ClassifyResult,
-    Engine,
-    EngineConfig,
-    EngineUnavailable,
-    InferenceError,
-    InvalidInput,
-    Overloaded,
+from engine import EngineUnavailable, InferenceError, InvalidInput, Overloaded
+from tests.engine.scheduling import (
+    OPTS,
+    T,
+    admitted,
+    behind_one_running,
+    gauge,
+    running,
+    serving,
+    settle,
+    submit,
+    until,
+    waiting,
 )
-from engine.batching import WaitingQueue
-from engine.entry import Entry
-from engine.metrics import EngineMetrics
-from engine.scheduler import EFFICIENT_BATCH, Scheduler
 from tests.fakes import FakeRunner, fake_logits
-
-OPTS = ClassifyOptions()
-T = 5.0  # seconds: no single step of these tests should come near it
-
-
-@asynccontextmanager
-async def serving(bert_dir: Path, fake: FakeRunner, **config: Any) -> AsyncIterator[Engine]:
-    # One worker unless a test asks for more (the several-workers tests are at the end).
-    config.setdefault("workers", 1)
-    engine = Engine(
-        EngineConfig(model=str(bert_dir), device="cpu", **config), runner_factory=fake.factory()
-    )
-    await asyncio.wait_for(engine.start(), 30)
-    try:
-        yield engine
-    finally:
-        if fake.gate is not None:
-            fake.gate.set()
-        await asyncio.wait_for(engine.stop(), 30)
-
-
-async def until(cond: Callable[[], bool], timeout: float = T) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-def gauge(engine: Engine, name: str, **labels: str) -> float | None:
-    return engine.metrics.registry.get_sample_value(name, labels)
-
-
-def waiting(engine: Engine) -> float | None:
-    return gauge(engine, "classifyd_queue_waiting_sequences")
-
-
-def running(engine: Engine) -> float | None:
-    return gauge(engine, "classifyd_running_sequences")
-
-
-def admitted(engine: Engine) -> float | None:
-    return gauge(engine, "classifyd_admitted_sequences")
-
-
-def submit(engine: Engine, *prompts: list[int], priority: int = 0) -> asyncio.Task[ClassifyResult]:
-    return asyncio.create_task(engine.classify(list(prompts), ClassifyOptions(priority=priority)))
-
-
-async def settle() -> None:
-    """Give the scheduler a few loop turns to do something it should not."""
-    for _ in range(5):
-        await asyncio.sleep(0.01)
 
 
 async def test_lone_request_runs_at_once(bert_dir: Path) -> None:
@@ -380,130 +323,6 @@ async def test_failed_prompt_cancels_its_siblings_before_they_run(bert_dir: Path
     assert fake.batches == [[[1]], [[99]], [[5]]]
 
 
-# -- several CPU workers sharing one runner ----------------------------------------------
-
-
-async def test_a_lone_request_runs_on_every_thread_with_nothing_beside_it(
-    bert_dir: Path,
-) -> None:
-    gate = threading.Event()
-    fake = FakeRunner(gate=gate)
-    async with serving(bert_dir, fake, workers=2, num_threads=2, parallel_from=4) as engine:
-        first = submit(engine, [1])
-        await until(lambda: fake.entered == 1)
-        # Fewer than parallel_from were waiting when it was taken: what comes next waits for
-        # it to finish instead of running beside it on a thread it would take away.
-        rest = [submit(engine, [i]) for i in (2, 3)]
-        await until(lambda: waiting(engine) == 2)
-        await settle()
-        assert fake.entered == 1
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(first, *rest), T)
-    assert fake.launches[0][1:] == (2, 1, 1)  # two threads, alone, one row
-    assert fake.changes_while_busy == 0
-
-
-async def behind_one_running(
-    engine: Engine, fake: FakeRunner, gate: threading.Event, prompts: list[list[int]]
-) -> list[ClassifyResult]:
-    """Hold one prompt in the model, queue `prompts` behind it, then let everything run."""
-    hold = submit(engine, [1])
-    await until(lambda: fake.entered == 1)
-    queued = [submit(engine, p) for p in prompts]
-    await until(lambda: waiting(engine) == len(prompts))
-    gate.set()
-    return list(await asyncio.wait_for(asyncio.gather(hold, *queued), T))
-
-
-async def test_under_load_batches_run_side_by_side_one_thread_each(bert_dir: Path) -> None:
-    gate = threading.Event()
-    # The delay keeps forwards long enough to overlap once the gate opens.
-    fake = FakeRunner(gate=gate, delay=0.05)
-    config = {"workers": 2, "num_threads": 2, "parallel_from": 4, "max_num_seqs": 3}
-    async with serving(bert_dir, fake, **config) as engine:
-        results = await behind_one_running(engine, fake, gate, [[i] for i in range(2, 10)])
-    # Every prompt got its own row back, whichever worker ran it.
-    assert [r.logits for r in results] == [[fake_logits([i])] for i in range(1, 10)]
-    first, second, third, *_ = fake.launches
-    assert first[1:] == (2, 1, 1)  # alone, on both threads
-    # Eight waiting when it ended: the next two batches ran at once, on both workers, one
-    # thread each (two threads each would put four on two cores).
-    assert {second[0], third[0]} == {"classifyd-worker", "classifyd-worker-1"}
-    assert second[1] == third[1] == 1
-    assert max(active for _, _, active, _ in fake.launches) == 2
-    assert fake.changes_while_busy == 0
-
-
-async def test_one_worker_never_changes_threads(bert_dir: Path) -> None:
-    fake = FakeRunner()
-    async with serving(bert_dir, fake, workers=1) as engine:
-        await asyncio.wait_for(
-            asyncio.gather(*(engine.classify([[i]] * 9, OPTS) for i in range(1, 5))), T
-        )
-    assert {threads for _, threads, _, _ in fake.launches} == {None}
-    assert {name for name, *_ in fake.launches} == {"classifyd-worker"}
-
-
-async def test_the_default_is_two_workers_on_cpu_and_both_stop(bert_dir: Path) -> None:
-    fake = FakeRunner(delay=0.01)
-    engine = Engine(
-        EngineConfig(model=str(bert_dir), device="cpu", num_threads=2, parallel_from=2),
-        runner_factory=fake.factory(),
-    )
-    await asyncio.wait_for(engine.start(), 30)
-    try:
-        assert engine.alive
-        names = {t.name for t in threading.enumerate()}
-        assert {"classifyd-worker", "classifyd-worker-1"} <= names
-        await asyncio.wait_for(
-            asyncio.gather(*(engine.classify([[i], [i, i]], OPTS) for i in range(1, 40))), T
-        )
-    finally:
-        await asyncio.wait_for(engine.stop(), 30)
-    assert not {"classifyd-worker", "classifyd-worker-1"} & {t.name for t in threading.enumerate()}
-    # The runner both shared is closed once, by the worker that loaded it.
-    assert fake.closed
-
-
-async def test_batches_side_by_side_share_the_token_budget(bert_dir: Path) -> None:
-    gate = threading.Event()
-    fake = FakeRunner(gate=gate, delay=0.02)
-    config = {"workers": 2, "num_threads": 2, "parallel_from": 4, "max_batch_tokens": 8}
-    async with serving(bert_dir, fake, **config) as engine:
-        await behind_one_running(engine, fake, gate, [[i, i] for i in range(2, 10)])
-    # Two running at once hold at most 8 padded tokens between them: 4 each (two prompts
-    # of 2), so memory stays what one batch of --max-batch-tokens would take.
-    side_by_side = [rows for _, threads, _, rows in fake.launches if threads == 1]
-    assert side_by_side and all(rows <= 2 for rows in side_by_side)
-
-
-async def test_batches_side_by_side_split_then_take_a_share_of_what_waits(
-    bert_dir: Path,
-) -> None:
-    gate = threading.Event()
-    fake = FakeRunner(gate=gate, delay=0.05, packed=True)
-    config = {"workers": 2, "num_threads": 2, "parallel_from": 4}
-    async with serving(bert_dir, fake, **config) as engine:
-        await behind_one_running(engine, fake, gate, [[i] for i in range(2, 10)])
-        # Nothing running, eight waiting: the two idle workers split them, 4 and 4, so
-        # both cores start at once.
-        rows = [rows for *_, rows in fake.launches]
-        assert rows == [1, 4, 4]
-        # Held again behind one, 100 waiting; once it ends they split 50 / 50. Then each
-        # freeing worker takes half of what waits or 32, whichever is more, and leaves the
-        # rest for the other, which frees soon: a packed batch has no padding to stop it
-        # taking everything, and taking everything left the other worker with stragglers.
-        gate.clear()
-        fake.launches.clear()
-        hold = submit(engine, [1])
-        await until(lambda: fake.entered == 4)
-        queued = [submit(engine, [2]) for _ in range(100)]
-        await until(lambda: waiting(engine) == 100)
-        gate.set()
-        await asyncio.wait_for(asyncio.gather(hold, *queued), T)
-    assert [rows for *_, rows in fake.launches] == [1, 50, 50]
-
-
 async def test_packed_batches_cost_their_real_tokens(bert_dir: Path) -> None:
     gate = threading.Event()
     fake = FakeRunner(gate=gate, packed=True)
@@ -516,35 +335,3 @@ async def test_packed_batches_cost_their_real_tokens(bert_dir: Path) -> None:
     assert fake.batches == [[[1]], [[2], [3] * 8, [4]], [[5]]]
     # The dense layers of a packed forward compute exactly the real tokens.
     assert padded == real == 12
-
-
-def test_the_share_a_batch_side_by_side_takes() -> None:
-    # The rule itself, case by case: Scheduler._share with two workers, no threads.
-    loop = asyncio.new_event_loop()
-    try:
-        scheduler = Scheduler(EngineConfig(model="unused"), EngineMetrics("unused"))
-        workers: list[Any] = [object(), object()]
-        scheduler._workers = workers
-        scheduler._busy = {id(w): 0 for w in workers}
-
-        def share(live: int, *, fresh: bool, busy: int = 0) -> int:
-            scheduler.waiting = WaitingQueue()
-            for _ in range(live):
-                scheduler.waiting.push(Entry([1], loop.create_future(), 0))
-            scheduler._busy[id(workers[1])] = busy
-            return scheduler._share(fresh)
-
-        # Starting together: what waits is split among the idle workers.
-        assert share(8, fresh=True) == 4
-        assert share(7, fresh=True) == 4
-        assert share(100, fresh=True) == 50
-        assert share(1, fresh=True) == 1
-        # The second batch of that round: one worker left idle takes the rest.
-        assert share(50, fresh=True, busy=1) == 50
-        # One freeing while the other runs: half, or 32 when half is fewer, or all when
-        # fewer than 32 wait.
-        assert share(100, fresh=False, busy=1) == 50
-        assert share(40, fresh=False, busy=1) == EFFICIENT_BATCH == 32
-        assert share(10, fresh=False, busy=1) == 10
-    finally:
-        loop.close()
