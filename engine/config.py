@@ -1,4 +1,5 @@
-"""EngineConfig: every knob of the engine, validated once at start."""
+"""EngineConfig: every knob of the engine, declared as an option (engine/options.py) and
+validated once at start."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from engine.options import option
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Quantization = Literal["none", "int8"]
@@ -53,60 +56,162 @@ def default_num_threads() -> int:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str
-    served_model_names: tuple[str, ...] = ()
-    device: str = "auto"
-    dtype: Dtype = "auto"
-    # "int8": dynamic int8 quantization of the Linear layers (CPU only; opt-in, as it moves
-    # probabilities, by 2e-2 on average on the default model: bench/precision.py).
-    # "none": the weights as loaded.
-    quantization: Quantization = "none"
-    # Tokens per forward: len(batch) × longest prompt in it (padded), or the prompts' own
-    # tokens with the packed forward.
-    max_batch_tokens: int = 16384
-    max_num_seqs: int = 256
+    """Every knob of the engine; each is also a flag of `classifyd serve` (the offline ones of
+    `classifyd classify` and the Classifier too), from the help declared here."""
+
+    model: str = field(
+        metadata=option(
+            "local model directory (config.json, weights, tokenizer); without it, the built-in "
+            "sentiment model classifyd/minilm-sentiment, built on first use",
+            # The Classifier and `classify` take the model their own way (`default`, None).
+            offline=False,
+        )
+    )
+    served_model_names: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "names clients may send as `model`; the first is echoed in responses",
+            shown="the --model value",
+            flag="served-model-name",
+            listed="words",
+            offline=False,
+        ),
+    )
+    device: str = field(
+        default="auto", metadata=option("auto, cpu, cuda or cuda:N; auto picks CUDA when present")
+    )
+    dtype: Dtype = field(
+        default="auto",
+        metadata=option(
+            "weights and compute dtype; auto is bfloat16 (or float16) on a GPU, float32 on CPU"
+        ),
+    )
+    # Opt-in, as it moves probabilities (bench/precision.py measures how far).
+    quantization: Quantization = field(
+        default="none",
+        metadata=option(
+            "int8: dynamic int8 quantization of the Linear layers (CPU, float32 only); faster, "
+            "but probabilities move (mean 2e-2 on the default model; bench/precision.py)"
+        ),
+    )
+    max_batch_tokens: int = field(
+        default=16384,
+        metadata=option("tokens per forward: prompts × longest, or their own tokens when packed"),
+    )
+    max_num_seqs: int = field(default=256, metadata=option("prompts per forward"))
     # None: the model's own limit (position embeddings / tokenizer).
-    max_model_len: int | None = None
-    # Sequences admitted and not yet answered; over it a request is refused at once (429).
-    max_concurrent_requests: int = 1024
-    # Batches handed to the workers at once. None: 2 on a GPU (one running, one prepared:
-    # TEI's prefetch); on CPU one per worker, where the forward is synchronous and a batch
-    # taken later groups more of what arrived meanwhile.
-    max_inflight_batches: int | None = None
-    # Model worker threads, sharing one copy of the weights. None: 1 on a GPU; on CPU 2 when
-    # there are at least 2 torch threads. Under load (see parallel_from) each worker runs its
-    # own batch on num_threads // workers threads: on two cores two single-threaded forwards
-    # side by side beat one two-threaded forward, and lose far less to the event loop taking
-    # a core (bench/README.md). A GPU always has one worker.
-    workers: int | None = None
-    # With several CPU workers: batches run side by side (few threads each) once this many
-    # prompts wait with nothing running; below it one batch runs at a time on every thread,
-    # which is what a lone request's latency wants. 4 measured best at concurrency 8 (138
-    # texts/s against 123 for 8 and 108 for 16) and the same at 64 (bench/README.md).
-    parallel_from: int = 4
-    # Waiting prompts take_batch looks at to group similar lengths; 1: strict queue order.
-    batch_scan: int = 256
-    # Padded tokens per batch stay within (1 + padding_slack) × real tokens when grouping.
-    padding_slack: float = 0.15
-    # The unpadded forward for BERT-family encoders on CPU (engine/model/packed.py): no dense
-    # layer computes a pad token, so batches take the queue in order, whatever the lengths
-    # (batch_scan and padding_slack then do not apply). False: the model's own forward.
-    packed: bool = True
-    tokenizer_workers: int = 1
-    num_threads: int = field(default_factory=default_num_threads)
-    # Seconds a request may wait for its answer; past it: 503, and its queued prompts are
-    # dropped before they reach the model. None: no limit.
-    request_timeout: float | None = None
-    # Tokens that may wait in the queue; a request that would pass it is refused (429).
-    max_waiting_tokens: int | None = None
-    # Test hook, called with each batch's ids before its forward (see engine/worker.py).
-    fault_hook: Callable[[list[list[int]]], None] | None = field(default=None, compare=False)
-    trust_remote_code: bool = False
-    # Config attributes to replace before loading (id2label, num_labels, problem_type, …).
-    hf_overrides: dict[str, Any] | None = None
+    max_model_len: int | None = field(
+        default=None,
+        metadata=option(
+            "longest prompt in tokens; longer ones are refused unless truncated",
+            shown="the model's limit",
+        ),
+    )
+    # Offline runs keep this many texts in the engine, so they are never refused.
+    max_concurrent_requests: int = field(
+        default=1024,
+        metadata=option(
+            "prompts admitted and not yet answered; more get 429 at once",
+            offline_help="texts handed to the engine at once",
+        ),
+    )
+    # None: 2 on a GPU (one running, one prepared: TEI's prefetch); on CPU one per worker,
+    # where the forward is synchronous and a batch taken later groups more of what arrived.
+    max_inflight_batches: int | None = field(
+        default=None,
+        metadata=option(
+            "batches handed to the model workers at once",
+            shown="2 on a GPU, one per worker on CPU",
+        ),
+    )
+    # Under load (see parallel_from) each CPU worker runs its own batch on
+    # num_threads // workers threads: on few cores, single-threaded forwards side by side beat
+    # one multi-threaded forward and lose less to the event loop taking a core
+    # (bench/README.md). A GPU always has one worker.
+    workers: int | None = field(
+        default=None,
+        metadata=option(
+            "model worker threads sharing one copy of the weights; under load each runs its own "
+            "batch on num-threads/workers threads",
+            shown="2 on CPU with 2+ threads, 1 on a GPU",
+        ),
+    )
+    # Below it a lone request's latency wants every thread on one batch; the value is
+    # bench/README.md's best.
+    parallel_from: int = field(
+        default=4,
+        metadata=option(
+            "with several workers: prompts waiting before batches run side by side; below it one "
+            "batch runs at a time on every thread (latency)"
+        ),
+    )
+    batch_scan: int = field(
+        default=256, metadata=option("waiting prompts looked at to group similar lengths; 1: FIFO")
+    )
+    padding_slack: float = field(
+        default=0.15, metadata=option("padded tokens ≤ (1 + slack) × real tokens per batch")
+    )
+    # engine/model/packed.py: no dense layer computes a pad token, so batches take the queue
+    # in order, whatever the lengths.
+    packed: bool = field(
+        default=True,
+        metadata=option(
+            "unpadded forward for BERT-family encoders on CPU, int8 included (batches then take "
+            "the queue in order; batch-scan and padding-slack do not apply); false: the model's "
+            "own forward"
+        ),
+    )
+    tokenizer_workers: int = field(default=1, metadata=option("tokenizer threads"))
+    # Depends on the machine, so computed where a config is made (also for --help).
+    num_threads: int = field(
+        default_factory=default_num_threads, metadata=option("torch CPU threads")
+    )
+    # Limits on what a server's clients send; an offline run paces itself by
+    # max_concurrent_requests instead, so they are not its options.
+    request_timeout: float | None = field(
+        default=None,
+        metadata=option(
+            "seconds a request may wait for its answer; then 503 and its queued work is dropped",
+            offline=False,
+        ),
+    )
+    max_waiting_tokens: int | None = field(
+        default=None,
+        metadata=option("tokens allowed to wait in the queue; more is a 429", offline=False),
+    )
+    # Called with each batch's ids before its forward (engine/worker.py); a command line
+    # names it as module:function.
+    fault_hook: Callable[[list[list[int]]], None] | None = field(
+        default=None,
+        compare=False,
+        metadata=option(
+            "for chaos tests: module:function called with each batch's token ids before its "
+            "forward; what it raises fails that batch",
+            offline=False,
+        ),
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata=option("allow model code shipped inside the model directory")
+    )
+    hf_overrides: dict[str, Any] | None = field(
+        default=None,
+        metadata=option(
+            "JSON object of config attributes to replace before loading, e.g. "
+            '\'{"id2label": {"0": "no", "1": "yes"}, '
+            '"problem_type": "single_label_classification"}\''
+        ),
+    )
     # "classify": turn a *ForCausalLM into a classifier over `classifier_from_tokens`.
-    convert: Literal["none", "classify"] = "none"
-    classifier_from_tokens: tuple[str, ...] = ()
+    convert: Literal["none", "classify"] = field(
+        default="none",
+        metadata=option(
+            "classify: serve a *ForCausalLM as a classifier over --classifier-from-tokens"
+        ),
+    )
+    classifier_from_tokens: tuple[str, ...] = field(
+        default=(),
+        metadata=option("label tokens for --convert classify, comma-separated (e.g. no,yes)"),
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -139,10 +244,11 @@ class EngineConfig:
             )
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype}")
-        if self.quantization not in ("none", "int8"):
-            raise ValueError(f"quantization must be none or int8, got {self.quantization}")
+        for name, kind in (("dtype", Dtype), ("quantization", Quantization)):
+            value, allowed = getattr(self, name), get_args(kind)
+            if value not in allowed:
+                either = ", ".join(allowed[:-1]) + " or " + allowed[-1]
+                raise ValueError(f"{name} must be {either}, got {value}")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -21,11 +21,9 @@ Rules, also in the README:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -34,11 +32,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import asdict, replace
 from types import FrameType
 from typing import IO, Any
 
 import orjson
 
+from filejob.config import JobConfig
 from filejob.inputs import (
     BadRow,
     InputError,
@@ -61,6 +61,7 @@ from filejob.outputs import (
     guess_output_format,
     resume,
 )
+from offline.options import TextOptions
 
 PROG = "classifyd classify"
 # Bad rows printed one by one before the rest are only counted (all go to --errors).
@@ -75,9 +76,9 @@ EXIT_BAD_ROWS = 3
 EXIT_INTERRUPTED = 130
 
 # A text's outcome from either backend: its result, or why it was refused.
-Outcome = Result | str
+RowOutcome = Result | str
 # Texts in, one outcome per text out, in order: a local Classifier or the client.
-Backend = Callable[[Iterable[str]], Generator[Outcome, None, None]]
+Backend = Callable[[Iterable[str]], Generator[RowOutcome, None, None]]
 
 
 class UsageError(Exception):
@@ -155,17 +156,17 @@ class Report:
                 self._errors.flush()
 
 
-def _input_spec(args: argparse.Namespace) -> InputSpec:
-    path = args.input
-    fmt = args.format or ("text" if path == "-" else guess_format(path))
+def _input_spec(job: JobConfig) -> InputSpec:
+    path = job.input
+    fmt = job.format or ("text" if path == "-" else guess_format(path))
     return InputSpec(
         path=path,
         format=fmt,
-        field=args.field,
-        id_field=args.id_field,
-        column=args.column,
-        id_column=args.id_column,
-        delimiter=args.delimiter or guess_delimiter(path),
+        field=job.field,
+        id_field=job.id_field,
+        column=job.column,
+        id_column=job.id_column,
+        delimiter=job.delimiter or guess_delimiter(path),
     )
 
 
@@ -176,29 +177,29 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _open_output(args: argparse.Namespace) -> tuple[IO[bytes], DoneIndex | None, bool]:
+def _open_output(job: JobConfig) -> tuple[IO[bytes], DoneIndex | None, bool]:
     """(stream, ids already written or None, write a CSV header)."""
-    fmt = args.output_format or guess_output_format(args.output)
-    if args.resume and args.overwrite:
+    fmt = job.output_format or guess_output_format(job.output)
+    if job.resume and job.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
-    if args.output is None or args.output == "-":
-        if args.resume:
+    if job.output is None or job.output == "-":
+        if job.resume:
             raise UsageError("--resume needs an output file (-o FILE)")
         return sys.stdout.buffer, None, fmt == "csv"
-    path = args.output
-    if args.input != "-" and _same_file(args.input, path):
+    path = job.output
+    if job.input != "-" and _same_file(job.input, path):
         raise UsageError("the output file is the input file")
     exists = os.path.exists(path) and os.path.getsize(path) > 0
-    if exists and args.overwrite:
+    if exists and job.overwrite:
         return open(path, "wb"), None, fmt == "csv"
-    if exists and not args.resume:
+    if exists and not job.resume:
         raise UsageError(
             f"{path} exists; add --resume to classify only the rows it lacks, or --overwrite "
             "to start over"
         )
     if not exists:
         return open(path, "wb"), None, fmt == "csv"
-    resumed = resume(path, fmt, args.include_text, guess_delimiter(path))
+    resumed = resume(path, fmt, job.include_text, guess_delimiter(path))
     if resumed.dropped_bytes:
         _say(f"dropped a last row cut short ({resumed.dropped_bytes} bytes) from {path}")
     _say(f"resuming: {len(resumed.done)} rows already in {path} will be skipped")
@@ -209,48 +210,29 @@ def _say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
 
 
-def _sink(args: argparse.Namespace, out: IO[bytes], needs_header: bool) -> Sink:
-    fmt = args.output_format or guess_output_format(args.output)
+def _sink(job: JobConfig, out: IO[bytes], needs_header: bool) -> Sink:
+    fmt = job.output_format or guess_output_format(job.output)
     if fmt == "csv":
-        return CsvSink(out, args.include_text, guess_delimiter(args.output or ""), needs_header)
-    return JsonlSink(out, args.include_text)
-
-
-# engine/errors.py InputTooLong's message, as the server sends it.
-_TOO_LONG = re.compile(r"Input \d+ has (\d+) tokens, more than the model's maximum length of (\d+)")
+        return CsvSink(out, job.include_text, guess_delimiter(job.output or ""), needs_header)
+    return JsonlSink(out, job.include_text)
 
 
 def _too_long(length: int, limit: int) -> str:
     return f"{length} tokens, more than the maximum of {limit}; shorten it or pass --auto-truncate"
 
 
-def _local_outcomes(args: argparse.Namespace, stack: ExitStack) -> Backend:
+def _local_outcomes(
+    job: JobConfig, text: TextOptions, engine: dict[str, Any], stack: ExitStack
+) -> Backend:
     """A function texts → outcomes in order, on a Classifier in this process."""
     from engine.errors import InputTooLong
     from offline.classifier import Classifier, Failed
 
-    options: dict[str, Any] = {
-        "device": args.device,
-        "dtype": args.dtype,
-        "quantization": args.quantization,
-        "max_batch_tokens": args.max_batch_tokens,
-        "max_num_seqs": args.max_num_seqs,
-        "max_model_len": args.max_model_len,
-        "max_concurrent_requests": args.max_concurrent_requests,
-        "num_threads": args.num_threads,
-        "tokenizer_workers": args.tokenizer_workers,
-        "trust_remote_code": args.trust_remote_code,
-        "hf_overrides": args.hf_overrides,
-        "convert": args.convert,
-        "classifier_from_tokens": args.classifier_from_tokens or (),
-        "truncate_prompt_tokens": -1 if args.auto_truncate else args.truncate_prompt_tokens,
-        "truncation_side": args.truncation_side,
-        "use_activation": args.use_activation,
-        "chunk_size": args.batch_size,
-    }
-    clf = stack.enter_context(Classifier(args.model, **options))
+    clf = stack.enter_context(
+        Classifier(job.model, **engine, **asdict(text), chunk_size=job.batch_size)
+    )
 
-    def outcomes(texts: Iterable[str]) -> Generator[Outcome, None, None]:
+    def outcomes(texts: Iterable[str]) -> Generator[RowOutcome, None, None]:
         for item in clf.classify_iter(texts, errors="return"):
             if isinstance(item, Failed):
                 error = item.error
@@ -264,33 +246,44 @@ def _local_outcomes(args: argparse.Namespace, stack: ExitStack) -> Backend:
     return outcomes
 
 
-def _remote_outcomes(args: argparse.Namespace, stack: ExitStack) -> Backend:
+def _remote_outcomes(url: str, job: JobConfig, text: TextOptions, stack: ExitStack) -> Backend:
     """A function texts → outcomes in order, from the server at --url."""
-    from client import Client, Failed
+    from client import APIError, Client, Refused
 
-    key = (args.api_key or "").split(",")[0] or None
+    key = (job.api_key or "").split(",")[0] or None
     client = stack.enter_context(
         Client(
-            args.url,
+            url,
             api_key=key,
-            model=(args.served_model_name or "").split(",")[0] or None,
-            batch_size=args.batch_size,
-            max_in_flight=args.max_in_flight,
-            timeout=args.timeout,
-            max_retries=args.max_retries,
-            truncate_prompt_tokens=-1 if args.auto_truncate else args.truncate_prompt_tokens,
-            truncation_side=args.truncation_side,
-            # Left unset unless turned off: the server's default is the model's activation.
-            use_activation=None if args.use_activation else False,
+            model=(job.served_model_name or "").split(",")[0] or None,
+            batch_size=job.batch_size,
+            max_in_flight=job.max_in_flight,
+            timeout=job.timeout,
+            max_retries=job.max_retries,
+            truncate_prompt_tokens=text.truncate_prompt_tokens,
+            truncation_side=text.truncation_side,
+            # Left unset unless turned off: the server's defaults are the same, and its
+            # default activation is the model's.
+            add_special_tokens=None if text.add_special_tokens else False,
+            use_activation=None if text.use_activation else False,
         )
     )
 
-    def outcomes(texts: Iterable[str]) -> Generator[Outcome, None, None]:
+    def refusal(item: Refused) -> str:
+        # An over-long text worded as the local run words it: the 400 gives the lengths only
+        # in its English, the server's /tokenize as numbers.
+        if item.error.param != "input_tokens":
+            return item.message
+        try:
+            counted = client.tokenize(item.text)
+        except APIError:
+            return item.message
+        return _too_long(counted.count, counted.max_model_len)
+
+    def outcomes(texts: Iterable[str]) -> Generator[RowOutcome, None, None]:
         for item in client.classify_iter(texts, errors="return"):
-            if isinstance(item, Failed):
-                # Worded as the local run words it, when it is the server's length message.
-                too_long = _TOO_LONG.match(item.message)
-                yield _too_long(*map(int, too_long.groups())) if too_long else item.message
+            if isinstance(item, Refused):
+                yield refusal(item)
             else:
                 yield Result(item.label, item.probs, item.num_classes, None)
 
@@ -301,17 +294,17 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Interrupted()
 
 
-def run(args: argparse.Namespace) -> int:
-    """The command; returns the exit status (see the module docstring)."""
-    from server import logs
-
-    logs.configure(args.log_level, "text")
+def classify_file(job: JobConfig, text: TextOptions, engine: dict[str, Any]) -> int:
+    """The command, with the engine's options for a local run (EngineConfig's offline ones);
+    returns the exit status (see the module docstring)."""
+    if job.auto_truncate:
+        text = replace(text, truncate_prompt_tokens=-1)
     try:
-        spec = _input_spec(args)
+        spec = _input_spec(job)
     except ValueError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    show = job.progress == "always" or (job.progress == "auto" and sys.stderr.isatty())
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     began = time.perf_counter()
     report: Report | None = None
@@ -328,14 +321,16 @@ def run(args: argparse.Namespace) -> int:
                 stack.enter_context(stream)
             # Reads a CSV header now, so a missing column fails before the model loads.
             rows = read_rows(stream, spec)
-            out, done, needs_header = _open_output(args)
+            out, done, needs_header = _open_output(job)
             if out is not sys.stdout.buffer:
                 stack.enter_context(out)
-            errors = stack.enter_context(open(args.errors, "wb")) if args.errors else None
-            sink = _sink(args, out, needs_header)
+            errors = stack.enter_context(open(job.errors, "wb")) if job.errors else None
+            sink = _sink(job, out, needs_header)
             try:
                 outcomes = (
-                    _remote_outcomes(args, stack) if args.url else _local_outcomes(args, stack)
+                    _remote_outcomes(job.url, job, text, stack)
+                    if job.url
+                    else _local_outcomes(job, text, engine, stack)
                 )
             except Exception as exc:  # the model or the options could not be loaded
                 _say(str(getattr(exc, "message", None) or exc))
@@ -370,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
         return status
     elapsed = time.perf_counter() - began
     rate = report.classified / elapsed if elapsed > 0 else 0.0
-    target = args.output if args.output not in (None, "-") else "stdout"
+    target = job.output if job.output not in (None, "-") else "stdout"
     skipped = f", {report.skipped} skipped (already in {target})" if report.skipped else ""
     _say(
         f"{report.classified} rows classified, {report.bad} bad{skipped} in {elapsed:.2f} s "
@@ -380,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
         again = " Rerun with --resume to finish." if target != "stdout" else ""
         _say(f"{stopped}. The rows written so far are complete.{again}")
         return status
-    if report.bad and args.fail_on_bad_rows:
+    if report.bad and job.fail_on_bad_rows:
         return EXIT_BAD_ROWS
     return EXIT_OK
 
@@ -417,7 +412,7 @@ def _pump(
         )
 
 
-def _write(results: Iterator[Outcome], waiting: deque[Row], sink: Sink, report: Report) -> None:
+def _write(results: Iterator[RowOutcome], waiting: deque[Row], sink: Sink, report: Report) -> None:
     flushed = time.monotonic()
     for outcome in results:
         row = waiting.popleft()

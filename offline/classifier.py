@@ -13,7 +13,8 @@ The same Engine as the server, so the same batching and the same numbers: texts 
 from everything waiting. Results come back in input order; `classify_iter` streams them and
 holds at most one window of texts, whatever the input's length. Probabilities follow the
 server's rules (engine/activation.py): softmax, sigmoid or identity by `problem_type`, raw
-logits with `use_activation=False`; the empty-string rule is the server's too.
+logits with `use_activation=False`; what makes a text unusable (empty, over-long) is the
+engine's rule, the server's too.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, TypedDict, Unpack, overload
+from typing import Any, Literal, Unpack, overload
 
 from engine.activation import Activation, activate, argmax, default_activation
-from engine.config import Dtype, EngineConfig, Quantization
-from engine.engine import ClassifyOptions, Engine
-from engine.errors import EngineError, EngineUnavailable, InputTooLong, InvalidInput
+from engine.config import EngineConfig
+from engine.engine import Engine
+from engine.errors import EngineUnavailable, InvalidPrompt
 from engine.model.runner import ModelInfo
-from pipeline import LoopThread, ordered_chunks
+from offline.options import ClassifierOptions, split_options
+from pipeline import Blame, ItemFailed, LoopThread, isolate, ordered_chunks
 
 Errors = Literal["raise", "return"]
 
@@ -54,7 +56,8 @@ class Failed:
     """A text the model cannot take as given (empty, or over-long without truncation)."""
 
     index: int
-    error: EngineError
+    # Its index is `index` too, the text's place in the whole input.
+    error: InvalidPrompt
 
     @property
     def message(self) -> str:
@@ -62,56 +65,6 @@ class Failed:
 
 
 Outcome = Classification | Failed
-
-
-class ClassifierOptions(TypedDict, total=False):
-    """The server's options, by the same names (`classifyd serve --help`); unset ones take
-    EngineConfig's / ClassifyOptions' defaults."""
-
-    # The engine (EngineConfig).
-    device: str
-    dtype: Dtype
-    quantization: Quantization
-    max_batch_tokens: int
-    max_num_seqs: int
-    max_model_len: int | None
-    # Prompts handed to the engine and not yet answered: the streaming window.
-    max_concurrent_requests: int
-    num_threads: int
-    tokenizer_workers: int
-    max_inflight_batches: int | None
-    workers: int | None
-    parallel_from: int
-    batch_scan: int
-    padding_slack: float
-    packed: bool
-    trust_remote_code: bool
-    hf_overrides: dict[str, Any] | None
-    convert: Literal["none", "classify"]
-    classifier_from_tokens: tuple[str, ...]
-    # Every text (ClassifyOptions). truncate_prompt_tokens=-1 is --auto-truncate.
-    truncate_prompt_tokens: int | None
-    truncation_side: Literal["left", "right"] | None
-    add_special_tokens: bool
-    # Ours. use_activation=False: raw logits, as the wire's `use_activation: false`.
-    use_activation: bool
-    # Texts per Engine.classify call: one tokenizer call each, and the unit results stream in.
-    chunk_size: int
-    # Print progress while the built-in model is built (first use only).
-    progress: bool
-
-
-_ENGINE_KEYS = frozenset(
-    {
-        "device", "dtype", "quantization", "max_batch_tokens", "max_num_seqs", "max_model_len",
-        "max_concurrent_requests", "num_threads", "tokenizer_workers", "max_inflight_batches",
-        "workers", "parallel_from", "batch_scan", "padding_slack", "packed", "trust_remote_code",
-        "hf_overrides", "convert",
-        "classifier_from_tokens",
-    }
-)  # fmt: skip
-_TEXT_KEYS = frozenset({"truncate_prompt_tokens", "truncation_side", "add_special_tokens"})
-_OWN_KEYS = frozenset({"use_activation", "chunk_size", "progress"})
 
 
 def resolve_model(model: str | PathLike[str] | None, *, progress: bool = True) -> tuple[str, str]:
@@ -124,10 +77,9 @@ def resolve_model(model: str | PathLike[str] | None, *, progress: bool = True) -
     return str(model), str(model)
 
 
-def _per_prompt(exc: InvalidInput) -> bool:
-    # Errors that belong to one prompt (too long, no tokens), not to the call's options.
-    param = exc.param or ""
-    return param == "input_tokens" or param.startswith("input[")
+def _blame(exc: Exception) -> Blame:
+    # A prompt's own error names it; any other error is the whole call's.
+    return exc.index if isinstance(exc, InvalidPrompt) else None
 
 
 class AsyncClassifier:
@@ -137,18 +89,10 @@ class AsyncClassifier:
     def __init__(
         self, model: str | PathLike[str] | None = None, **options: Unpack[ClassifierOptions]
     ) -> None:
-        unknown = set(options) - _ENGINE_KEYS - _TEXT_KEYS - _OWN_KEYS
-        if unknown:
-            raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
         self._model = model
-        self._options = options
-        self._text_options = ClassifyOptions(
-            **{k: v for k, v in options.items() if k in _TEXT_KEYS}  # type: ignore[arg-type]
-        )
-        self._use_activation = options.get("use_activation", True)
-        self._chunk_size = options.get("chunk_size", 64)
-        if self._chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {self._chunk_size}")
+        self._engine_options, text, self._feed = split_options(options)
+        self._text_options = text.for_engine()
+        self._use_activation = text.use_activation
         self._engine: Engine | None = None
         self._kind: Activation = "none"
         # What was loaded, kept after close() (labels to read results by).
@@ -170,13 +114,10 @@ class AsyncClassifier:
 
     async def start(self) -> None:
         """Load the model (building the built-in one first if needed) and start the engine."""
-        progress = self._options.get("progress", True)
-        path, name = await asyncio.to_thread(resolve_model, self._model, progress=progress)
-        config = EngineConfig(
-            model=path,
-            served_model_names=(name,),
-            **{k: v for k, v in self._options.items() if k in _ENGINE_KEYS},  # type: ignore[arg-type]
+        path, name = await asyncio.to_thread(
+            resolve_model, self._model, progress=self._feed.progress
         )
+        config = EngineConfig(model=path, served_model_names=(name,), **self._engine_options)
         engine = Engine(config)
         try:
             await engine.start()
@@ -235,7 +176,7 @@ class AsyncClassifier:
     @property
     def chunk_size(self) -> int:
         # A chunk larger than the window could never be admitted.
-        return min(self._chunk_size, self.window)
+        return min(self._feed.chunk_size, self.window)
 
     # -- classifying -------------------------------------------------------------------
 
@@ -280,48 +221,28 @@ class AsyncClassifier:
         )
 
     async def run_chunk(self, texts: list[str], start: int) -> list[Outcome]:
-        """One chunk through the engine (≤ window texts); `start` is its first text's index."""
-        outcomes: list[Outcome | None] = [None] * len(texts)
-        kept: list[int] = []
+        """One chunk through the engine (≤ window texts); `start` is its first text's index.
+        A text the engine refuses fails alone (pipeline.isolate finds which)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {start + i} is {type(text).__name__}, not str")
-            if text:
-                kept.append(i)
-            else:
-                # The server's rule (400 for an empty string), so both give the same answers.
-                error = InvalidInput(
-                    f"Input {start + i} is an empty string.", param=f"input[{start + i}]"
-                )
-                outcomes[i] = Failed(start + i, error)
-        if kept:
-            done = await self._classify([texts[i] for i in kept], [start + i for i in kept])
-            for i, outcome in zip(kept, done, strict=True):
-                outcomes[i] = outcome
-        return [o for o in outcomes if o is not None]
-
-    async def _classify(self, texts: list[str], indexes: list[int]) -> list[Outcome]:
-        try:
-            result = await self.engine.classify(texts, self._text_options)
-        except InvalidInput as exc:
-            if not _per_prompt(exc):
-                raise
-            if len(texts) == 1:
-                if isinstance(exc, InputTooLong):
-                    exc = InputTooLong(indexes[0], exc.length, exc.limit)
-                return [Failed(indexes[0], exc)]
-            # One bad prompt fails its whole call (and no forward ran for any of them): try
-            # each alone, so only the bad ones fail. Rare, and cheap next to a forward.
-            alone = await asyncio.gather(
-                *(self._classify([t], [i]) for t, i in zip(texts, indexes, strict=True))
-            )
-            return [outcome for one in alone for outcome in one]
+        outcomes = await isolate(texts, self._classify, _blame)
         labels = self.engine.info.labels
         out: list[Outcome] = []
-        for index, row, tokens in zip(indexes, result.logits, result.prompt_tokens, strict=True):
-            probs = activate(row, self._kind)
-            out.append(Classification(index, labels[argmax(probs)], probs, len(probs), tokens))
+        for index, outcome in enumerate(outcomes, start):
+            if isinstance(outcome, ItemFailed):
+                assert isinstance(outcome.error, InvalidPrompt)  # the only kind _blame lays
+                out.append(Failed(index, outcome.error.at(index)))
+            else:
+                row, tokens = outcome
+                probs = activate(row, self._kind)
+                out.append(Classification(index, labels[argmax(probs)], probs, len(probs), tokens))
         return out
+
+    async def _classify(self, texts: list[str]) -> list[tuple[list[float], int]]:
+        """Each text's logits and token count, from one engine call."""
+        result = await self.engine.classify(texts, self._text_options)
+        return list(zip(result.logits, result.prompt_tokens, strict=True))
 
 
 class Classifier:

@@ -1,20 +1,50 @@
-"""ServerConfig: the HTTP layer's own knobs (the engine's are in EngineConfig)."""
+"""ServerConfig: the HTTP server's own knobs (the engine's are in EngineConfig), each also a
+flag of `classifyd serve` (engine/options.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.options import LogLevel, option
+
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    # Bearer keys; empty: no authentication.
-    api_keys: tuple[str, ...] = ()
-    # Prompts in one request; more is a 400 (a client should split its work).
-    max_client_batch_size: int = 512
-    # Request body cap; more is a 413 before the body is even read whole.
-    max_body_bytes: int = 8 * 1024 * 1024
-    # Truncate over-long prompts to the model's maximum instead of refusing them.
-    auto_truncate: bool = False
+    host: str = field(default="127.0.0.1", metadata=option("address to listen on"))
+    port: int = field(default=8000, metadata=option("port to listen on"))
+    # Empty: no authentication.
+    api_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "accepted bearer key; repeat for several (env: comma-separated); every route but "
+            "/health, /ready, /ping and /metrics then needs `Authorization: Bearer <key>`",
+            flag="api-key",
+            listed="repeat",
+        ),
+    )
+    # A client should split its work rather than send one huge request.
+    max_client_batch_size: int = field(
+        default=512, metadata=option("inputs per request; more is a 400")
+    )
+    # Refused before the body is even read whole.
+    max_body_bytes: int = field(
+        default=8 * 1024 * 1024, metadata=option("request body limit in bytes; more is a 413")
+    )
+    auto_truncate: bool = field(
+        default=False,
+        metadata=option(
+            "truncate over-long prompts to the maximum length instead of refusing them"
+        ),
+    )
+    log_level: LogLevel = field(default="info", metadata=option("logging level"))
+    log_format: LogFormat = field(default="text", metadata=option("log lines as text or JSON"))
+    shutdown_timeout: float = field(
+        default=30.0,
+        metadata=option("seconds a SIGTERM drain waits for admitted work before exiting"),
+    )
 
     def __post_init__(self) -> None:
         if self.max_client_batch_size < 1:

@@ -1,10 +1,13 @@
-"""The default torch thread count follows the CPUs a container may really use."""
+"""EngineConfig: the default torch thread count follows the CPUs a container may really
+use; values outside a Literal's are refused with the allowed ones named."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import _cgroup_quota
+import pytest
+
+from engine.config import EngineConfig, _cgroup_quota
 
 
 def test_cgroup_v2_quota(tmp_path: Path) -> None:
@@ -28,3 +31,15 @@ def test_cgroup_v1_quota(tmp_path: Path) -> None:
 
 def test_no_cgroup_files(tmp_path: Path) -> None:
     assert _cgroup_quota(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("dtype", "dtype must be auto, float32, bfloat16 or float16, got fp8"),
+        ("quantization", "quantization must be none or int8, got fp8"),
+    ],
+)
+def test_choices_are_checked(name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EngineConfig(model="m", **{name: "fp8"})  # type: ignore[arg-type]
