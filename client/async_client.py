@@ -22,14 +22,22 @@ import httpx
 from client.errors import (
     APIConnectionError,
     APIError,
+    APIStatusError,
     APITimeoutError,
-    BadRequestError,
     status_error,
 )
 from client.retry import RetryPolicy, parse_retry_after
-from client.wire import Failed, Item, RequestOptions, decode_response, per_text, renumbered
-from pipeline import ordered_chunks
+from client.wire import (
+    Item,
+    Refused,
+    RequestOptions,
+    blame,
+    decode_response,
+    decode_tokenized,
+)
+from pipeline import ItemFailed, isolate, ordered_chunks
 from protocol.classify import ClassifyData, ClassifyResponse
+from protocol.tokenize import TokenizeResponse
 
 logger = logging.getLogger("classifyd.client")
 
@@ -162,8 +170,8 @@ class AsyncClient:
         self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Errors = "raise"
     ) -> AsyncIterator[Any]:
         """Results in input order as they arrive, reading `texts` only as fast as requests
-        finish. errors="return": a text the server refuses on its own (a 400 naming it)
-        yields a `Failed` in its place; other errors are raised either way."""
+        finish. errors="return": a text the server refuses on its own (a 400 about it)
+        yields a `Refused` in its place; other errors are raised either way."""
         async for items in self.item_chunks(texts):
             for item in checked(items, errors):
                 yield item
@@ -181,42 +189,52 @@ class AsyncClient:
         )
 
     async def _batch(self, texts: list[str], start: int) -> list[Item]:
-        try:
-            response = await self.post(texts)
-        except BadRequestError as exc:
-            if not per_text(exc):
-                raise
-            if len(texts) == 1:
-                return [Failed(start, exc)]
-            # One bad text fails its whole request: send each alone, so only it fails.
-            alone = await asyncio.gather(
-                *(self._batch([text], start + i) for i, text in enumerate(texts))
-            )
-            return [item for one in alone for item in one]
-        return list(renumbered(response.data, start))
+        # One bad text fails its whole request: pipeline.isolate finds it, so only it fails.
+        outcomes = await isolate(texts, self._data, blame)
+        items: list[Item] = []
+        for index, (text, outcome) in enumerate(zip(texts, outcomes, strict=True), start):
+            if isinstance(outcome, ItemFailed):
+                assert isinstance(outcome.error, APIStatusError)  # the only kind blame lays
+                items.append(Refused(index, text, outcome.error))
+            else:
+                # The index into the caller's whole input, not into this request.
+                items.append(ClassifyData(index, outcome.label, outcome.probs, outcome.num_classes))
+        return items
+
+    async def _data(self, texts: list[str]) -> list[ClassifyData]:
+        return (await self.post(texts)).data
 
     async def post(self, texts: list[str]) -> ClassifyResponse:
         """One request for `texts`, retried as `policy` says; the decoded response. At most
         max_in_flight requests hold a connection at once (waits between tries do not)."""
+        content = await self._send(self.path, self.options.body(texts))
+        decoded = decode_response(content, len(texts))
+        self.stats.requests += 1
+        self.stats.texts += len(texts)
+        self.stats.prompt_tokens += decoded.usage.prompt_tokens
+        return decoded
+
+    async def tokenize(self, text: str) -> TokenizeResponse:
+        """`POST /tokenize` for one text, retried as `post` is: its token ids, their count
+        and the server's maximum length (how far over it a refused text is)."""
+        return decode_tokenized(await self._send("/tokenize", self.options.tokenize_body(text)))
+
+    async def _send(self, path: str, body: bytes) -> bytes:
+        """The body of a 200 answer to `body` at `path`, retried as `policy` says."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
-        body = self.options.body(texts)
         attempt = 0
         while True:
             error: APIError | None
             async with self._slots:
                 try:
-                    response = await self.http.post(self.path, content=body)
+                    response = await self.http.post(path, content=body)
                 except httpx.TransportError as exc:
-                    error = self._lost(exc)
+                    error = self._lost(exc, path)
                 else:
                     error = _error_of(response)
                     if error is None:
-                        decoded = decode_response(response.content, len(texts))
-                        self.stats.requests += 1
-                        self.stats.texts += len(texts)
-                        self.stats.prompt_tokens += decoded.usage.prompt_tokens
-                        return decoded
+                        return response.content
             delay = self.policy.delay(attempt, error)
             if delay is None:
                 raise error
@@ -225,9 +243,9 @@ class AsyncClient:
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _lost(self, exc: httpx.TransportError) -> APIError:
+    def _lost(self, exc: httpx.TransportError, path: str) -> APIError:
         cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-        error = cls(f"{type(exc).__name__} from {self.base_url}{self.path}: {exc or 'no detail'}")
+        error = cls(f"{type(exc).__name__} from {self.base_url}{path}: {exc or 'no detail'}")
         error.__cause__ = exc
         return error
 
@@ -246,6 +264,6 @@ def _error_of(response: httpx.Response) -> APIError | None:
 
 def checked(items: list[Item], errors: Errors) -> Iterator[Item]:
     for item in items:
-        if isinstance(item, Failed) and errors == "raise":
+        if isinstance(item, Refused) and errors == "raise":
             raise item.error
         yield item

@@ -19,6 +19,7 @@ from client.async_client import AsyncClient, ClientOptions, ClientStats, Errors,
 from client.wire import Item
 from pipeline import LoopThread
 from protocol.classify import ClassifyData, ClassifyResponse
+from protocol.tokenize import TokenizeResponse
 
 
 class Client:
@@ -87,10 +88,15 @@ class Client:
     ) -> Iterator[Any]:
         """Results in input order as they arrive; `texts` is read on a helper thread only as
         fast as requests finish (bounded memory for any input). errors="return": a text the
-        server refuses on its own yields a `Failed` in its place."""
+        server refuses on its own yields a `Refused` in its place."""
         for items in self.loop.iterate(self._async.item_chunks(texts)):
             yield from checked(items, errors)
 
     def post(self, texts: list[str]) -> ClassifyResponse:
         """One request for `texts`, with retries; the decoded response."""
         return self.loop.run(self._async.post(texts))
+
+    def tokenize(self, text: str) -> TokenizeResponse:
+        """`POST /tokenize` for one text, with retries: its token ids, their count and the
+        server's maximum length."""
+        return self.loop.run(self._async.tokenize(text))

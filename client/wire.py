@@ -1,4 +1,5 @@
-"""Request bodies and response decoding for `POST /classify`, with protocol/'s msgspec structs."""
+"""Request bodies and response decoding for `POST /classify` and `POST /tokenize`, with
+protocol/'s msgspec structs; which text a 400 is about."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Literal
 
 import msgspec
 
-from client.errors import APIError, APIStatusError
+from client.errors import APIError, APIStatusError, BadRequestError
+from pipeline import SOMEONE, Blame
 from protocol.classify import ClassifyData, ClassifyRequest, ClassifyResponse
+from protocol.tokenize import TokenizeRequest, TokenizeResponse
 
 _encoder = msgspec.json.Encoder()
 _response = msgspec.json.Decoder(ClassifyResponse)
+_tokenized = msgspec.json.Decoder(TokenizeResponse)
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,25 @@ class RequestOptions:
             )
         )
 
+    def tokenize_body(self, text: str) -> bytes:
+        return _encoder.encode(
+            TokenizeRequest(
+                prompt=text,
+                model=self.model,
+                add_special_tokens=(
+                    True if self.add_special_tokens is None else self.add_special_tokens
+                ),
+            )
+        )
+
 
 @dataclass(frozen=True, slots=True)
-class Failed:
-    """A text the server refused on its own (400 naming it: empty, over-long)."""
+class Refused:
+    """A text the server refused on its own (a 400 about it: empty, over-long). `error` is
+    the refusal as the server sent it; its param counts in the request that carried it."""
 
     index: int
+    text: str
     error: APIStatusError
 
     @property
@@ -52,7 +69,7 @@ class Failed:
         return self.error.message
 
 
-Item = ClassifyData | Failed
+Item = ClassifyData | Refused
 
 
 def decode_response(content: bytes, count: int) -> ClassifyResponse:
@@ -65,12 +82,22 @@ def decode_response(content: bytes, count: int) -> ClassifyResponse:
     return response
 
 
-def per_text(error: APIStatusError) -> bool:
-    """A 400 about one text (empty, over-long, bad token), not about the request."""
+def decode_tokenized(content: bytes) -> TokenizeResponse:
+    try:
+        return _tokenized.decode(content)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise APIError(f"The server's answer is not a tokenize response: {exc}") from exc
+
+
+def blame(error: Exception) -> Blame:
+    """Which text of a request a 400 is about: `input[i]` names it; `input_tokens` (vLLM's
+    param for an over-long prompt) names none; any other error is the request's own."""
+    if not isinstance(error, BadRequestError):
+        return None
     param = error.param or ""
-    return error.status_code == 400 and (param == "input_tokens" or param.startswith("input["))
-
-
-def renumbered(data: list[ClassifyData], start: int) -> list[ClassifyData]:
-    """A response's results with indexes into the caller's whole input."""
-    return [ClassifyData(start + d.index, d.label, d.probs, d.num_classes) for d in data]
+    if param == "input_tokens":
+        return SOMEONE
+    if param.startswith("input["):
+        index = param[len("input[") :].split("]")[0]
+        return int(index) if index.isdigit() else SOMEONE
+    return None

@@ -19,9 +19,11 @@ from typing import Any, Literal, cast
 from engine.config import EngineConfig
 from engine.entry import Entry
 from engine.errors import (
+    EmptyPrompt,
     EngineUnavailable,
     InputTooLong,
     InvalidInput,
+    InvalidPrompt,
     Overloaded,
     RequestTimeout,
 )
@@ -80,8 +82,8 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self.metrics.bind(
-            waiting=lambda: self._scheduler.waiting.live,
-            waiting_tokens=lambda: self._scheduler.waiting.tokens,
+            waiting=lambda: self._scheduler.waiting_count,
+            waiting_tokens=lambda: self._scheduler.waiting_tokens,
             running=lambda: self._scheduler.running,
             admitted=lambda: self._admitted,
         )
@@ -237,7 +239,8 @@ class Engine:
     # -- requests ----------------------------------------------------------------------
 
     async def classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
-        """Classify texts (or token id lists); one logits row per prompt, in order."""
+        """Classify texts, text pairs or token id lists; one logits row per prompt, in order.
+        A prompt the model cannot take fails the call with an InvalidPrompt naming its index."""
         if not self.ready:
             reason = "draining" if self._draining else "unavailable"
             self.metrics.rejected.labels(reason).inc()
@@ -246,15 +249,16 @@ class Engine:
             raise EngineUnavailable("The engine is not ready.")
         count = len(prompts)
         if count == 0:
-            raise InvalidInput("There are no prompts to classify.", param="input")
+            raise InvalidInput("There are no prompts to classify.", param="prompts")
         limit = self.config.max_concurrent_requests
         if count > limit:
             # Could never be admitted: a 429 would have the client retry forever.
             raise InvalidInput(
                 f"This request has {count} inputs; the server admits at most {limit} at once "
                 "(--max-concurrent-requests). Split it.",
-                param="input",
+                param="prompts",
             )
+        _check_not_empty(prompts)
         # Try-acquire only: a full server answers at once instead of queueing unboundedly.
         if self._admitted + count > limit:
             self.metrics.rejected.labels("overloaded").inc()
@@ -273,12 +277,12 @@ class Engine:
         ids, type_ids = await self._encode(prompts, options)
         tokenized = time.perf_counter()
         bound = self.config.max_waiting_tokens
-        waiting_tokens = self._scheduler.waiting.tokens
+        waiting_tokens = self._scheduler.waiting_tokens
         if bound is not None and sum(map(len, ids)) > bound:
             raise InvalidInput(
                 f"This request has {sum(map(len, ids))} tokens; the queue holds at most {bound} "
                 "(--max-waiting-tokens). Split it.",
-                param="input",
+                param="prompts",
             )
         if bound is not None and waiting_tokens + sum(map(len, ids)) > bound:
             self.metrics.rejected.labels("queue_full").inc()
@@ -314,9 +318,7 @@ class Engine:
                     ) from None
         except BaseException:
             # One prompt failed or the caller gave up: the rest must not reach the model.
-            for entry in entries:
-                entry.future.cancel()
-                self._scheduler.waiting.forget(entry)
+            self._scheduler.cancel(entries)
             raise
         finally:
             for entry in entries:
@@ -381,7 +383,7 @@ class Engine:
             if len(row) > limit:
                 raise InputTooLong(index, len(row), limit)
             if not row:
-                raise InvalidInput(f"Input {index} has no tokens.", param=f"input[{index}]")
+                raise InvalidPrompt(index, "has no tokens")
         return ids, type_ids
 
     async def render_chat(
@@ -415,11 +417,21 @@ class Engine:
         vocab = self.info.vocab_size
         for token in row:
             if not 0 <= token < vocab:
-                raise InvalidInput(
-                    f"Input {index} has token id {token}, outside the vocabulary [0, {vocab}).",
-                    param=f"input[{index}]",
+                raise InvalidPrompt(
+                    index, f"has token id {token}, outside the vocabulary [0, {vocab})"
                 )
         return row
+
+
+def _check_not_empty(prompts: Prompts) -> None:
+    # Before admission: an empty prompt is refused alike offline and online, whatever the load.
+    for index, prompt in enumerate(prompts):
+        if isinstance(prompt, tuple):
+            for part, text in enumerate(prompt):
+                if not text:
+                    raise EmptyPrompt(index, part=part)
+        elif not prompt:
+            raise EmptyPrompt(index, token_ids=not isinstance(prompt, str))
 
 
 def _truncate(row: list[int], keep: int, side: str) -> list[int]:

@@ -1,31 +1,73 @@
-"""The engine's exception tree. `server/errors.py` maps each class to one HTTP status."""
+"""The engine's exception tree, in the engine's own terms: a bad prompt is named by its index
+in the call, a bad argument by its Python name. `server/errors.py` maps them to the wire."""
 
 from __future__ import annotations
+
+from typing import Self
 
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.param = param
 
 
 class InvalidInput(EngineError):
-    """The prompts cannot be classified as given (empty text, bad token id, bad option)."""
+    """The call cannot run as given. `param` names the engine argument at fault by its Python
+    name (`prompts`, `truncate_prompt_tokens`, `messages`, ...), or is None."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
-class InputTooLong(InvalidInput):
+class InvalidPrompt(InvalidInput):
+    """One prompt cannot be classified: `index` is its position in the call's prompts, and
+    `reason` says what is wrong with it without naming it (callers name it their own way)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"Input {index} {reason}.", param="prompts")
+        self.index = index
+        self.reason = reason
+
+    def at(self, index: int) -> Self:
+        """The same error for a prompt that sits at `index` of a larger whole (a chunk of a
+        stream, one group of a request)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.index = index
+        clone.message = f"Input {index} {self.reason}."
+        clone.args = (clone.message,)
+        return clone
+
+
+class EmptyPrompt(InvalidPrompt):
+    """An empty text, a pair with an empty text, or an empty list of token ids: nothing for
+    the model to read. `part` is the empty text of a pair (0 or 1), else None."""
+
+    def __init__(self, index: int, *, part: int | None = None, token_ids: bool = False) -> None:
+        if token_ids:
+            reason = "is an empty list of token ids"
+        elif part is None:
+            reason = "is an empty string"
+        else:
+            reason = f"has an empty {'first' if part == 0 else 'second'} text"
+        super().__init__(index, reason)
+        self.part = part
+        self.token_ids = token_ids
+
+
+class InputTooLong(InvalidPrompt):
     """A prompt is longer than the model's maximum length and no truncation was asked."""
 
     def __init__(self, index: int, length: int, limit: int) -> None:
         super().__init__(
-            f"Input {index} has {length} tokens, more than the model's maximum length of "
-            f"{limit} tokens. Shorten it or set truncate_prompt_tokens.",
-            param="input_tokens",
+            index,
+            f"has {length} tokens, more than the model's maximum length of {limit} tokens. "
+            "Shorten it or set truncate_prompt_tokens",
         )
-        self.index = index
         self.length = length
         self.limit = limit
 

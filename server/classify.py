@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from starlette.responses import Response
 
-from engine import ClassifyOptions, ClassifyResult, Prompts
+from engine import ClassifyOptions, ClassifyResult, InvalidInput, Prompts
 from engine.activation import Activation, activate, argmax
 from protocol.classify import ClassifyData, ClassifyResponse, Usage
 from protocol.codec import classify_decoder, decode
 from server.errors import bad_request
 from server.http import Call, check_model
-from server.prompts import activation_of, options_of, prompts_of
+from server.prompts import activation_of, input_names, options_of, prompts_of
 from server.responses import MsgspecResponse
 from server.state import AppState
 
@@ -28,12 +29,27 @@ def check_batch_size(state: AppState, count: int, field: str) -> None:
         )
 
 
-async def run(
+async def classify_prompts(
     state: AppState, prompts: Prompts, options: ClassifyOptions, kind: Activation
 ) -> tuple[list[list[float]], ClassifyResult]:
-    """Prompts → activated rows."""
+    """Prompts → activated rows, and the engine's figures."""
     result = await state.engine.classify(prompts, options)
     return [activate(row, kind) for row in result.logits], result
+
+
+def merged(results: Sequence[ClassifyResult]) -> ClassifyResult:
+    """Engine calls that answered one request together, as one: rows, prompts and tokens
+    add up; each phase is the longest call's, since the calls ran at the same time."""
+    if len(results) == 1:
+        return results[0]
+    return ClassifyResult(
+        logits=[row for r in results for row in r.logits],
+        prompt_tokens=[n for r in results for n in r.prompt_tokens],
+        tokenize_s=max(r.tokenize_s for r in results),
+        queue_s=max(r.queue_s for r in results),
+        inference_s=max(r.inference_s for r in results),
+        total_s=max(r.total_s for r in results),
+    )
 
 
 def timing_headers(call: Call, result: ClassifyResult) -> dict[str, str]:
@@ -60,10 +76,14 @@ async def classify(body: bytes, state: AppState, call: Call) -> Response:
     call.adopt(req.request_id, req.rid)
     model = check_model(state, req.model)
     info = state.engine.info
-    kind = activation_of(req, info.problem_type, info.num_labels)
-    prompts = await prompts_of(req, state.engine)
-    check_batch_size(state, len(prompts), "input")
-    rows, result = await run(state, prompts, options_of(req, state.config.auto_truncate), kind)
+    kind = activation_of(req, state.default_activation)
+    options = options_of(req, state.config.auto_truncate)
+    try:
+        prompts = await prompts_of(req, state.engine)
+        check_batch_size(state, len(prompts), "input")
+        rows, result = await classify_prompts(state, prompts, options, kind)
+    except InvalidInput as exc:
+        raise input_names(req).error(exc) from exc
     data = [
         ClassifyData(index, info.labels[argmax(probs)], probs, len(probs))
         for index, probs in enumerate(rows)

@@ -1,16 +1,34 @@
-"""From a decoded classify request to engine prompts and options, with 400s that name fields."""
+"""From a decoded classify request to engine prompts and options, with 400s that name fields.
+
+Shapes are checked here; what makes a prompt unusable (an empty text) is the engine's rule,
+named on the wire by the route's WireNames.
+"""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from engine import ClassifyOptions, Engine
-from engine.activation import Activation, default_activation
+from engine.activation import Activation
 from protocol.classify import ClassifyRequest
-from server.errors import bad_request
+from server.errors import WireNames, bad_request
+
+T = TypeVar("T")
 
 _INPUT_SHAPES = (
     "`input` must be a string, a list of strings, a list of token ids, or a list of lists "
     "of token ids."
 )
+
+
+def input_names(req: ClassifyRequest) -> WireNames:
+    """The chat's `messages`, `input` itself when it is one string, else `input[i]` (a flat
+    list of token ids is one prompt, which its first item stands for)."""
+    if req.messages is not None:
+        return WireNames("input", lambda index, part: "messages")
+    if isinstance(req.input, str) or req.input is None:
+        return WireNames("input", lambda index, part: "input")
+    return WireNames("input", lambda index, part: f"input[{index}]")
 
 
 async def prompts_of(req: ClassifyRequest, engine: Engine) -> list[str] | list[list[int]]:
@@ -30,38 +48,22 @@ async def prompts_of(req: ClassifyRequest, engine: Engine) -> list[str] | list[l
     if value is None:
         raise bad_request("`input` is required.", "input")
     if isinstance(value, str):
-        if not value:
-            raise bad_request("`input` must not be an empty string.", "input")
         return [value]
     if not value:
         raise bad_request("`input` must not be an empty list.", "input")
     first = value[0]
     if isinstance(first, str):
-        texts: list[str] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise bad_request(_INPUT_SHAPES, f"input[{i}]")
-            if not item:
-                raise bad_request(f"`input[{i}]` must not be an empty string.", f"input[{i}]")
-            texts.append(item)
-        return texts
+        return [_shaped(item, str, i) for i, item in enumerate(value)]
     if isinstance(first, int):
-        ids: list[int] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, int):
-                raise bad_request(_INPUT_SHAPES, f"input[{i}]")
-            ids.append(item)
-        return [ids]
-    rows: list[list[int]] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, list):
-            raise bad_request(_INPUT_SHAPES, f"input[{i}]")
-        if not item:
-            raise bad_request(
-                f"`input[{i}]` must not be an empty list of token ids.", f"input[{i}]"
-            )
-        rows.append(item)
-    return rows
+        return [[_shaped(item, int, i) for i, item in enumerate(value)]]
+    return [_shaped(item, list, i) for i, item in enumerate(value)]
+
+
+def _shaped(item: object, kind: type[T], index: int) -> T:
+    # The first item decides the shape; every other item must have it too.
+    if not isinstance(item, kind):
+        raise bad_request(_INPUT_SHAPES, f"input[{index}]")
+    return item
 
 
 def truncation(asked: int | None, auto_truncate: bool) -> int | None:
@@ -83,13 +85,19 @@ def options_of(req: ClassifyRequest, auto_truncate: bool) -> ClassifyOptions:
     )
 
 
-def activation_of(req: ClassifyRequest, problem_type: str | None, num_labels: int) -> Activation:
+def activation(
+    default: Activation, use_activation: bool | None, older_name: bool | None = None
+) -> Activation:
+    """None when the request turns activation off, by `use_activation` or by vLLM's older
+    name for it, `activation`; else the model's default."""
+    use = use_activation if use_activation is not None else older_name
+    return "none" if use is False else default
+
+
+def activation_of(req: ClassifyRequest, default: Activation) -> Activation:
     if req.normalize is not None:
         raise bad_request(
             "`normalize` applies to embeddings; for classification use `use_activation`.",
             "normalize",
         )
-    use = req.use_activation if req.use_activation is not None else req.activation
-    if use is False:
-        return "none"
-    return default_activation(problem_type, num_labels)
+    return activation(default, req.use_activation, req.activation)

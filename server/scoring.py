@@ -10,8 +10,7 @@ import time
 
 from starlette.responses import Response
 
-from engine import ClassifyOptions
-from engine.activation import Activation
+from engine import ClassifyOptions, InvalidInput
 from protocol.classify import Usage
 from protocol.codec import decode, rerank_decoder, score_decoder
 from protocol.scoring import (
@@ -20,12 +19,13 @@ from protocol.scoring import (
     RerankResult,
     RerankUsage,
     ScoreData,
+    ScoreRequest,
     ScoreResponse,
 )
-from server.classify import check_batch_size, run, timing_headers
-from server.errors import bad_request, not_found
+from server.classify import check_batch_size, classify_prompts, timing_headers
+from server.errors import WireNames, bad_request, not_found
 from server.http import Call, check_model
-from server.prompts import truncation
+from server.prompts import activation, truncation
 from server.responses import MsgspecResponse
 from server.state import AppState
 
@@ -39,21 +39,21 @@ def _require_one_label(state: AppState, route: str) -> None:
         )
 
 
-def _kind(state: AppState, use_activation: bool | None) -> Activation:
-    return "none" if use_activation is False else state.default_activation
-
-
 def _texts(value: str | list[str], field: str) -> list[str]:
     if isinstance(value, str):
-        if not value:
-            raise bad_request(f"`{field}` must not be an empty string.", field)
         return [value]
     if not value:
         raise bad_request(f"`{field}` must not be empty.", field)
-    for i, text in enumerate(value):
-        if not text:
-            raise bad_request(f"`{field}` must not hold an empty text.", f"{field}[{i}]")
     return value
+
+
+def _score_path(req: ScoreRequest, index: int, part: int | None) -> str:
+    """The JSON path of pair `index`'s first (`part` 0) or second text; one text in
+    `text_1` serves every pair."""
+    field, value = ("text_1", req.text_1) if part == 0 else ("text_2", req.text_2)
+    if isinstance(value, str):
+        return field
+    return f"{field}[{0 if len(value) == 1 else index}]"
 
 
 async def score(body: bytes, state: AppState, call: Call) -> Response:
@@ -75,10 +75,14 @@ async def score(body: bytes, state: AppState, call: Call) -> Response:
         truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
         priority=req.priority,
     )
-    use = req.use_activation if req.use_activation is not None else req.activation
-    rows, result = await run(
-        state, list(zip(first, second, strict=True)), options, _kind(state, use)
-    )
+    kind = activation(state.default_activation, req.use_activation, req.activation)
+    try:
+        rows, result = await classify_prompts(
+            state, list(zip(first, second, strict=True)), options, kind
+        )
+    except InvalidInput as exc:
+        names = WireNames("text_2", lambda i, part: _score_path(req, i, part))
+        raise names.error(exc) from exc
     tokens = sum(result.prompt_tokens)
     response = ScoreResponse(
         id=f"score-{call.request_id}",
@@ -95,16 +99,20 @@ async def rerank(body: bytes, state: AppState, call: Call) -> Response:
     call.adopt(req.request_id)
     model = check_model(state, req.model)
     _require_one_label(state, "/rerank")
-    query = _texts(req.query, "query")[0]
     documents = _texts(req.documents, "documents")
     check_batch_size(state, len(documents), "documents")
     options = ClassifyOptions(
         truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
         priority=req.priority,
     )
-    rows, result = await run(
-        state, [(query, d) for d in documents], options, _kind(state, req.use_activation)
-    )
+    kind = activation(state.default_activation, req.use_activation)
+    try:
+        rows, result = await classify_prompts(
+            state, [(req.query, d) for d in documents], options, kind
+        )
+    except InvalidInput as exc:
+        names = WireNames("documents", lambda i, part: "query" if part == 0 else f"documents[{i}]")
+        raise names.error(exc) from exc
     ranked = sorted(range(len(documents)), key=lambda i: -rows[i][0])
     if req.top_n:
         ranked = ranked[: req.top_n]

@@ -11,11 +11,13 @@ from typing import cast
 
 from starlette.responses import Response
 
-from engine import ClassifyOptions, Prompts
+from engine import ClassifyOptions, ClassifyResult, Prompts
+from engine.activation import Activation
+from engine.errors import InvalidInput, InvalidPrompt
 from protocol.codec import decode, predict_decoder
 from protocol.tei import PredictInputs, Prediction
-from server.classify import check_batch_size, run, timing_headers
-from server.errors import bad_request
+from server.classify import check_batch_size, classify_prompts, merged, timing_headers
+from server.errors import WireNames, bad_request
 from server.http import Call
 from server.prompts import truncation
 from server.responses import MsgspecResponse
@@ -25,7 +27,7 @@ Item = str | tuple[str, str]
 
 
 def _items(inputs: PredictInputs) -> tuple[bool, list[Item]]:
-    """(is a batch, the texts and pairs), with 400s that name the offending item."""
+    """(is a batch, the texts and pairs), with 400s that name an item of the wrong shape."""
     if isinstance(inputs, str):
         items: list[Item] = [inputs]
         batch = False
@@ -46,15 +48,28 @@ def _items(inputs: PredictInputs) -> tuple[bool, list[Item]]:
                     f"`inputs[{i}]` must be a text or a pair of two texts.", f"inputs[{i}]"
                 )
         batch = True
-    for i, one in enumerate(items):
-        texts = one if isinstance(one, tuple) else (one,)
-        for j, text in enumerate(texts):
-            if not text:
-                # The JSON path of the empty text, whatever shape `inputs` had.
-                path = "inputs" + (f"[{i}]" if batch else "")
-                path += f"[{j}]" if isinstance(one, tuple) else ""
-                raise bad_request("Texts in `inputs` must not be empty.", path)
     return batch, items
+
+
+def _names(batch: bool) -> WireNames:
+    def path(index: int, part: int | None) -> str:
+        # The JSON path of the item (or of one text of a pair), whatever shape `inputs` had.
+        return "inputs" + (f"[{index}]" if batch else "") + ("" if part is None else f"[{part}]")
+
+    return WireNames("inputs", path)
+
+
+async def _run_group(
+    state: AppState, items: list[Item], group: list[int], options: ClassifyOptions, kind: Activation
+) -> tuple[list[list[float]], ClassifyResult]:
+    """The items at `group`'s indexes as one engine call; a bad prompt is named by its index
+    in the request, not in the group."""
+    try:
+        return await classify_prompts(
+            state, cast("Prompts", [items[i] for i in group]), options, kind
+        )
+    except InvalidPrompt as exc:
+        raise exc.at(group[exc.index]) from None
 
 
 async def predict(body: bytes, state: AppState, call: Call) -> Response:
@@ -71,14 +86,17 @@ async def predict(body: bytes, state: AppState, call: Call) -> Response:
     pairs = [i for i, item in enumerate(items) if isinstance(item, tuple)]
     # The engine takes texts or pairs per call; a mixed batch is two calls run together.
     groups = [g for g in (singles, pairs) if g]
-    outcomes = await asyncio.gather(
-        *(run(state, cast("Prompts", [items[i] for i in g]), options, kind) for g in groups)
-    )
+    try:
+        outcomes = await asyncio.gather(
+            *(_run_group(state, items, g, options, kind) for g in groups)
+        )
+    except InvalidInput as exc:
+        raise _names(batch).error(exc) from exc
     labels = state.engine.info.labels
     rows: list[list[Prediction]] = [[] for _ in items]
     for group, (probs, _) in zip(groups, outcomes, strict=True):
         for index, row in zip(group, probs, strict=True):
             ranked = sorted(zip(row, labels, strict=True), key=lambda p: -p[0])
             rows[index] = [Prediction(score=s, label=label) for s, label in ranked]
-    headers = timing_headers(call, outcomes[0][1])
+    headers = timing_headers(call, merged([result for _, result in outcomes]))
     return MsgspecResponse(rows if batch else rows[0], headers=headers)

@@ -1,28 +1,16 @@
 """The scripted fake server (tests/client/fake_server.py) in a child process, shared by the
-client tests: a child, not a thread, so no server thread formats tracebacks next to pytest."""
+client tests."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests import live
+from tests.support import free_port
 
 
 class Fake:
@@ -38,28 +26,16 @@ class Fake:
 
 
 @pytest.fixture(scope="session")
-def fake_url() -> Iterator[str]:
+def fake_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.client.fake_server", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    log = tmp_path_factory.mktemp("fake") / "fake_server.log"
+    child = live.spawn(["tests.client.fake_server", str(port)], log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"fake server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/_stats", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake server did not start")
-            time.sleep(0.05)
+        child.wait_http(f"{url}/_stats", 60, "the fake server")
         yield url
     finally:
-        proc.kill()
-        proc.wait(10)
+        child.stop()
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ clears the figures; then each request takes the next action ("ok" once the scrip
   "503"           503 envelope with Retry-After: 0
   "drop"          the connection is closed in the middle of a 200 response
 Any text "BAD" in a request makes it a 400 naming `input[i]`, as classifyd does for an
-empty string. GET /_stats: requests, the most seen at once, batch sizes, connections used,
-Authorization headers.
+empty string; a text of more than 4 words, a 400 naming `input_tokens` (over-long), which
+POST /tokenize counts in words. GET /_stats: requests, the most seen at once, batch sizes,
+connections used, Authorization headers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 STATE: dict[str, Any] = {}
+MAX_WORDS = 4
 
 
 def reset(script: list[str], delay: float) -> None:
@@ -89,6 +91,10 @@ class Classify:
             return JSONResponse(
                 _error(400, "BadRequestError", f"`input[{i}]` is bad.", f"input[{i}]"), 400
             )
+        for i, text in enumerate(texts):
+            if len(text.split()) > MAX_WORDS:
+                message = f"Input {i} has {len(text.split())} tokens, more than {MAX_WORDS}."
+                return JSONResponse(_error(400, "BadRequestError", message, "input_tokens"), 400)
         if body.get("truncate_prompt_tokens") == 10**6:
             return JSONResponse(
                 _error(400, "BadRequestError", "too many", "truncate_prompt_tokens"), 400
@@ -109,6 +115,13 @@ class Classify:
         return JSONResponse(answer)
 
 
+async def tokenize(request: Request) -> Response:
+    words = (await request.json())["prompt"].split()
+    return JSONResponse(
+        {"tokens": list(range(len(words))), "count": len(words), "max_model_len": MAX_WORDS}
+    )
+
+
 async def control(request: Request) -> Response:
     body = await request.json()
     reset(body.get("script", []), float(body.get("delay", 0.0)))
@@ -124,6 +137,7 @@ async def stats(request: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/classify", Classify(), methods=["POST"]),
+        Route("/tokenize", tokenize, methods=["POST"]),
         Route("/_control", control, methods=["POST"]),
         Route("/_stats", stats, methods=["GET"]),
     ]

@@ -13,8 +13,8 @@ from client import (
     AsyncClient,
     BadRequestError,
     Client,
-    Failed,
     OverloadedError,
+    Refused,
     RetryPolicy,
 )
 from client.retry import parse_retry_after
@@ -73,10 +73,24 @@ def test_a_refused_text_fails_alone(fake: Fake) -> None:
     with Client(fake.url, batch_size=4) as client:
         items = list(client.classify_iter(texts, errors="return"))
         assert [i.index for i in items] == [0, 1, 2, 3, 4]
-        assert isinstance(items[2], Failed) and items[2].error.param == "input[0]"
+        assert isinstance(items[2], Refused) and items[2].text == "BAD"
+        assert items[2].error.param == "input[2]"
         assert [getattr(i, "label", None) for i in items] == ["one", "two", None, "four", "five"]
+        # The 400 named the text: its batch, then the rest of it together, then "five".
+        assert fake.stats()["requests"] == 3
         with pytest.raises(BadRequestError):
             client.classify(texts)
+
+
+def test_an_over_long_text_names_none_so_each_is_sent_alone(fake: Fake) -> None:
+    long = "a b c d e f"
+    with Client(fake.url, batch_size=8) as client:
+        items = list(client.classify_iter(["one", long, "three"], errors="return"))
+        assert isinstance(items[1], Refused) and items[1].error.param == "input_tokens"
+        assert [getattr(i, "label", None) for i in items] == ["one", None, "three"]
+        assert fake.stats()["requests"] == 1 + 3
+        counted = client.tokenize(long)
+    assert (counted.count, counted.max_model_len) == (6, 4)
 
 
 def test_splits_bounds_in_flight_and_reuses_connections(fake: Fake) -> None:
@@ -108,7 +122,7 @@ async def test_async_client_bounds_in_flight_retries_and_keeps_order(fake: Fake)
         assert [r.label for r in results] == TEXTS
         assert [r.index for r in results] == list(range(len(TEXTS)))
         items = [i async for i in client.classify_iter(["a", "BAD", "c"], errors="return")]
-        assert isinstance(items[1], Failed) and [items[0].index, items[2].index] == [0, 2]
+        assert isinstance(items[1], Refused) and [items[0].index, items[2].index] == [0, 2]
     stats = fake.stats()
     assert 2 <= stats["max_active"] <= 4
     assert client.stats.retries == 2

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from engine import ClassifyOptions, Engine, EngineConfig, InputTooLong, InvalidInput
+from engine.errors import EmptyPrompt, InvalidPrompt
 from tests.builders import WORDS, sentences
 
 OPTS = ClassifyOptions()
@@ -163,7 +164,7 @@ async def test_input_too_long(bert_dir: Path) -> None:
             await asyncio.wait_for(engine.classify(["short one", text], OPTS), T)
         assert engine.metrics.registry.get_sample_value("classifyd_admitted_sequences") == 0
     error = raised.value
-    assert error.param == "input_tokens"
+    assert error.message.startswith("Input 1 has ")
     assert str(tokens) in error.message
     assert str(limit) in error.message
     assert (error.index, error.length, error.limit) == (1, tokens, limit)
@@ -173,7 +174,7 @@ async def test_token_ids_too_long(bert_dir: Path) -> None:
     async with serving(bert_dir) as engine:
         with pytest.raises(InputTooLong) as raised:
             await asyncio.wait_for(engine.classify([[5] * 129], OPTS), T)
-    assert raised.value.param == "input_tokens"
+    assert raised.value.index == 0
     assert "129" in raised.value.message and "128" in raised.value.message
 
 
@@ -235,17 +236,47 @@ async def test_bad_truncate_prompt_tokens(bert_dir: Path, tokens: int) -> None:
 async def test_token_ids_outside_the_vocabulary(bert_dir: Path) -> None:
     async with serving(bert_dir) as engine:
         vocab = engine.info.vocab_size
-        with pytest.raises(InvalidInput) as too_big:
+        with pytest.raises(InvalidPrompt) as too_big:
             await asyncio.wait_for(engine.classify([[2, 3], [2, vocab, 3]], OPTS), T)
-        with pytest.raises(InvalidInput) as negative:
+        with pytest.raises(InvalidPrompt) as negative:
             await asyncio.wait_for(engine.classify([[2, -1, 3]], OPTS), T)
         # The largest valid id is fine.
         ok = await asyncio.wait_for(engine.classify([[2, vocab - 1, 3]], OPTS), T)
         assert engine.metrics.registry.get_sample_value("classifyd_admitted_sequences") == 0
-    assert too_big.value.param == "input[1]"
+    assert too_big.value.index == 1
     assert str(vocab) in too_big.value.message
-    assert negative.value.param == "input[0]"
+    assert negative.value.index == 0
     assert len(ok.logits) == 1
+
+
+@pytest.mark.parametrize(
+    ("prompts", "index", "part", "token_ids"),
+    [
+        (["a film", ""], 1, None, False),
+        ([[2, 3], []], 1, None, True),
+        ([("a", "b"), ("c", "")], 1, 1, False),
+        ([("", "b")], 0, 0, False),
+    ],
+)
+async def test_an_empty_prompt_is_refused_by_index_before_admission(
+    bert_dir: Path, prompts: list[object], index: int, part: int | None, token_ids: bool
+) -> None:
+    async with serving(bert_dir) as engine:
+        with pytest.raises(EmptyPrompt) as raised:
+            await asyncio.wait_for(engine.classify(prompts, OPTS), T)  # type: ignore[arg-type]
+        assert engine.metrics.registry.get_sample_value("classifyd_admitted_sequences") == 0
+    error = raised.value
+    assert (error.index, error.part, error.token_ids) == (index, part, token_ids)
+    assert error.message.startswith(f"Input {index} ")
+
+
+def test_an_invalid_prompt_renumbered_keeps_its_kind_and_figures() -> None:
+    error = InputTooLong(2, 300, 128)
+    moved = error.at(40)
+    assert isinstance(moved, InputTooLong)
+    assert (moved.index, moved.length, moved.limit) == (40, 300, 128)
+    assert moved.message == error.message.replace("Input 2 ", "Input 40 ")
+    assert str(moved) == moved.message and error.index == 2
 
 
 async def test_metrics_text(bert_dir: Path) -> None:

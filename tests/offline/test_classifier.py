@@ -11,8 +11,9 @@ import pytest
 
 from engine import InputTooLong, InvalidInput
 from engine.activation import default_activation
+from engine.errors import EmptyPrompt
 from offline import AsyncClassifier, Classification, Classifier, Failed
-from tests.server.reference import max_abs_diff
+from tests.support import max_abs_diff
 
 
 def _tokens(model_dir: Path, texts: list[str]) -> list[int]:
@@ -69,7 +70,8 @@ def test_streams_lazily_and_reports_bad_texts_in_place(bert_dir: Path) -> None:
         assert pulled <= 10 + 3 + 8 + 1 + 4 + 1
         stream.close()
         assert [o.index for o in first] == list(range(10))
-        assert isinstance(first[3], Failed) and isinstance(first[3].error, InvalidInput)
+        assert isinstance(first[3], Failed) and isinstance(first[3].error, EmptyPrompt)
+        assert first[3].error.index == 3 and first[3].message == "Input 3 is an empty string."
         assert isinstance(first[5], Failed) and isinstance(first[5].error, InputTooLong)
         assert first[5].error.index == 5 and first[5].error.limit == clf.max_model_len == 128
         assert all(isinstance(o, Classification) for i, o in enumerate(first) if i not in (3, 5))

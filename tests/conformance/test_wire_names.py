@@ -1,0 +1,34 @@
+"""The engine's 400s in each route's own field names (server/errors.py WireNames)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.conftest import Live
+from tests.support import assert_error
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "param"),
+    [
+        ("/score", {"text_1": "a", "text_2": ["b", ""]}, "text_2[1]"),
+        ("/score", {"text_1": ["a", ""], "text_2": ["b", "c"]}, "text_1[1]"),
+        # One `text_1` serves every pair: an empty one is named where it was given.
+        ("/score", {"text_1": [""], "text_2": ["b", "c"]}, "text_1[0]"),
+        ("/rerank", {"query": "", "documents": ["d"]}, "query"),
+        ("/rerank", {"query": "q", "documents": ["d", "e", ""]}, "documents[2]"),
+    ],
+)
+def test_an_empty_text_is_named_by_its_path(
+    cross: Live, route: str, body: dict[str, object], param: str
+) -> None:
+    error = assert_error(cross.post(route, body), 400, "BadRequestError", param)
+    assert error["message"] == f"`{param}` must not be an empty string."
+
+
+def test_predict_over_the_admission_limit_names_inputs(tight: Live) -> None:
+    # More inputs than may ever be in flight: the field is TEI's `inputs`.
+    error = assert_error(
+        tight.post("/predict", {"inputs": ["a", "b", "c"]}), 400, "BadRequestError", "inputs"
+    )
+    assert "--max-concurrent-requests" in error["message"]
