@@ -17,8 +17,3 @@ def reference_probs(model_dir: Path, texts: list[str]) -> list[list[float]]:
             logits = model(**tok(text, return_tensors="pt")).logits[0]
             out.append(torch.softmax(logits, -1).tolist())
     return out
-
-
-def max_abs_diff(a: list[list[float]], b: list[list[float]]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-# The one live uvicorn of the server tests, on a tiny BERT.
+# The live `classifyd serve` of the server tests (a child process), on the tiny BERT.
 from tests.server.conftest import live_url
 
 __all__ = ["live_url"]

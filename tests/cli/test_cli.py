@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.server.conftest import _free_port
+from tests.support import free_port as _free_port
 
 
 def test_help_shows_defaults_and_env_names() -> None:

@@ -1,19 +1,12 @@
 """Live classifyd servers for the black-box suite, and plain-transformers references.
 
-Tests speak HTTP only; the servers are real uvicorns on 127.0.0.1 (one child process serves
-them all, each on its own port), started once per session.
+Tests speak HTTP only; the servers are real uvicorns on 127.0.0.1, all served by one child
+process (tests.live.Apps), started once per session.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +16,7 @@ import httpx
 import pytest
 
 from tests.builders import build_model
+from tests.live import Apps, AppSpecs
 
 # Renders `<|role|>content\n` per message; `greeting` is a chat_template_kwargs hook.
 CHAT_TEMPLATE = (
@@ -47,84 +41,12 @@ class Live:
         return self.client.get(path, **kwargs)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-# The servers run in one child Python process, each app built with
-# create_app(EngineConfig(...), ServerConfig(...)) and served by its own uvicorn.Server on its
-# own port, all on one event loop. Not threads of the test process: CPython 3.11 (before
-# 3.11.8) can die with "AST constructor recursion depth mismatch" when a server thread formats
-# a traceback (traceback calls ast.parse) while pytest formats a failure. One process (not one
-# per server) because each pays ~5 s of torch import on this 2-core machine.
-_LAUNCHER = """
-import asyncio, json, sys
-import uvicorn
-# transformers' lazy imports are not thread-safe: six engines starting at once would race.
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from engine import EngineConfig
-from server.app import create_app
-from server.config import ServerConfig
-
-async def main():
-    servers = []
-    for spec in json.loads(sys.argv[1]):
-        engine = spec["engine"]
-        engine["served_model_names"] = tuple(engine["served_model_names"])
-        settings = spec["server"]
-        settings["api_keys"] = tuple(settings.get("api_keys", ()))
-        app = create_app(EngineConfig(**engine), ServerConfig(**settings))
-        config = uvicorn.Config(app, host="127.0.0.1", port=spec["port"], log_level="warning")
-        servers.append(uvicorn.Server(config))
-    await asyncio.gather(*(server.serve() for server in servers))
-
-asyncio.run(main())
-"""
-
-
 @dataclass
-class Server:
-    url: str
-    model_dir: Path
-    spec: dict
-
-
 class Fleet:
-    """The child process that serves every Server; `live(name)` waits for its /health."""
+    """Every server of the suite in one child; `model_dirs` says which model each serves."""
 
-    def __init__(self, servers: dict[str, Server], log: Path) -> None:
-        self.servers = servers
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, json.dumps([s.spec for s in servers.values()])],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=Path(__file__).resolve().parents[2],
-                env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
-            )
-
-    def live(self, name: str) -> Live:
-        server = self.servers[name]
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"classifyd exited:\n{self.log.read_text()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"classifyd did not start:\n{self.log.read_text()[-4000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.05)
-        return Live(server.url, server.model_dir, httpx.Client(base_url=server.url, timeout=60))
-
-    def stop(self) -> None:
-        # Several uvicorns in one process each claim SIGTERM; nothing needs a graceful exit.
-        self.proc.kill()
-        self.proc.wait()
+    apps: Apps
+    model_dirs: dict[str, Path]
 
 
 # -- model directories ------------------------------------------------------------------
@@ -179,31 +101,24 @@ def fleet(
 ) -> Iterator[Fleet]:
     """Every server, started together; each server fixture waits for its own."""
     dirs = {"clf": clf_dir, "cross": cross_dir, "chat": chat_dir}
-    servers = {}
-    for name, (model, names, engine, server) in FLEET.items():
-        port = _free_port()
-        spec = {
-            "engine": {
-                "model": str(dirs[model]),
-                "served_model_names": list(names),
-                "num_threads": 1,
-                **engine,
-            },
-            "server": server,
-            "port": port,
-        }
-        servers[name] = Server(f"http://127.0.0.1:{port}", dirs[model], spec)
-    fleet = Fleet(servers, tmp_path_factory.mktemp("logs") / "classifyd.log")
+    apps: AppSpecs = {
+        name: ({"model": str(dirs[model]), "served_model_names": list(names), **engine}, server)
+        for name, (model, names, engine, server) in FLEET.items()
+    }
+    fleet = Fleet(
+        Apps(apps, tmp_path_factory.mktemp("logs") / "classifyd.log"),
+        {name: dirs[model] for name, (model, *_) in FLEET.items()},
+    )
     try:
         yield fleet
     finally:
-        fleet.stop()
+        fleet.apps.stop()
 
 
 def _live(fleet: Fleet, name: str) -> Iterator[Live]:
-    live = fleet.live(name)
-    with live.client:
-        yield live
+    url = fleet.apps.url(name, timeout=120)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        yield Live(url, fleet.model_dirs[name], client)
 
 
 @pytest.fixture(scope="session")
@@ -296,41 +211,12 @@ def chat_ref(chat_dir: Path) -> Reference:
 # -- helpers the tests share ------------------------------------------------------------
 
 
-def assert_error(
-    response: httpx.Response, status: int, type_: str, param: str | None = None
-) -> dict[str, Any]:
-    """The envelope of API.md: {"error": {message, type, param, code}}, nothing else."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}, error
-    assert error["type"] == type_, error
-    assert error["param"] == param, error
-    assert error["code"] == status, error
-    assert isinstance(error["message"], str) and error["message"], error
-    return dict(error)
-
-
-def softmax(row: list[float]) -> list[float]:
-    top = max(row)
-    exps = [math.exp(x - top) for x in row]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
 def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
 def close(a: list[float], b: list[float], tol: float = 1e-5) -> bool:
     return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
-
-
-def probs_of(response: httpx.Response) -> list[list[float]]:
-    assert response.status_code == 200, response.text
-    return [d["probs"] for d in response.json()["data"]]
 
 
 def long_text(words: int, seed: int = 0) -> str:

@@ -7,17 +7,8 @@ import re
 import pytest
 
 from tests.builders import sentences
-from tests.conformance.conftest import (
-    LABELS,
-    Live,
-    Reference,
-    assert_error,
-    close,
-    long_text,
-    probs_of,
-    sigmoid,
-    softmax,
-)
+from tests.conformance.conftest import LABELS, Live, Reference, close, long_text, sigmoid
+from tests.support import assert_error, probs_of, softmax
 
 ROUTES = ("/classify", "/v1/classify")
 TEXTS = sentences(5, seed=21, max_words=20)

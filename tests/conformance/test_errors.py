@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conformance.conftest import API_KEYS, Live, Reference, assert_error, long_text
+from tests.conformance.conftest import API_KEYS, Live, Reference, long_text
+from tests.support import assert_error
 
 MODEL_ROUTES = ("/classify", "/v1/classify", "/invocations")
 

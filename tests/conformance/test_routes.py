@@ -7,17 +7,8 @@ import re
 import pytest
 
 from tests.builders import sentences
-from tests.conformance.conftest import (
-    LABELS,
-    Live,
-    Reference,
-    assert_error,
-    close,
-    long_text,
-    probs_of,
-    sigmoid,
-    softmax,
-)
+from tests.conformance.conftest import LABELS, Live, Reference, close, long_text, sigmoid
+from tests.support import assert_error, probs_of, softmax
 
 TEXTS = sentences(4, seed=33, max_words=15)
 TIMING = ("x-tokenization-time", "x-queue-time", "x-inference-time", "x-total-time")

@@ -8,7 +8,6 @@ refused at load with one sentence.
 from __future__ import annotations
 
 import asyncio
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,17 @@ import pytest
 from engine import ClassifyOptions, Engine, EngineConfig
 from engine.errors import ModelLoadError
 from tests.builders import sentences
+from tests.support import softmax
 
 T = 60.0
 TEXTS = sentences(24, seed=11)
-
-
-def _softmax(row: list[float]) -> list[float]:
-    top = max(row)
-    exps = [math.exp(x - top) for x in row]
-    return [e / sum(exps) for e in exps]
 
 
 def _abs_diffs(got: list[list[float]], want: list[list[float]]) -> list[float]:
     return [
         abs(a - b)
         for g, w in zip(got, want, strict=True)
-        for a, b in zip(_softmax(g), _softmax(w), strict=True)
+        for a, b in zip(softmax(g), softmax(w), strict=True)
     ]
 
 

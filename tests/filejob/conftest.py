@@ -1,75 +1,23 @@
-"""Fixtures for the offline tests: texts, the plain-transformers reference, the child
-processes some tests need (a live `classifyd serve`, a `classifyd classify` to kill), started
-early, as tests/reliability starts its servers (children, not threads: no server thread may
-format a traceback in pytest's process), and `classify_cli` to run the command in this one."""
+"""Fixtures for `classifyd classify`: the child processes some tests need (a live
+`classifyd serve`, a `classifyd classify` to kill), started early, and `classify_cli` to run
+the command in this process."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cli.main import main
-from tests.builders import sentences
-from tests.server.reference import reference_probs
+from tests import live
 
-REPO = Path(__file__).resolve().parents[2]
 # Test runs share two cores with each other: one torch thread each, no spinning OpenMP.
 QUIET = ["--num-threads", "1"]
-
-
-def child_env() -> dict[str, str]:
-    # Every flag also reads CLASSIFYD_<FLAG>: none from the caller's environment may leak.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSIFYD_")}
-    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="session")
-def texts() -> list[str]:
-    # Lengths from 1 to 60 words (3 to ~70 tokens), so batches pad.
-    return sentences(60, seed=4)
-
-
-@pytest.fixture(scope="session")
-def reference(bert_dir: Path, texts: list[str]) -> list[list[float]]:
-    return reference_probs(bert_dir, texts)
-
-
-@dataclass
-class Child:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
-
-
-def spawn(argv: list[str], log: Path, stdin: int | None = None) -> Child:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", *argv],
-            cwd=REPO, env=child_env(), stdin=stdin, stdout=out, stderr=out,
-        )  # fmt: skip
-    return Child(proc, log)
-
 
 # The child processes the selected tests use, by fixture name.
 CHILDREN = ("live_server", "stalled_run")
@@ -78,7 +26,7 @@ CHILDREN = ("live_server", "stalled_run")
 @pytest.fixture(scope="session", autouse=True)
 def children(
     request: pytest.FixtureRequest, bert_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Child]]:
+) -> Iterator[dict[str, live.Child]]:
     """Start, once, the child processes the selected tests need, so their seconds of torch
     import and model loading overlap the tests that run in this process."""
     wanted = {
@@ -88,20 +36,16 @@ def children(
         if name in getattr(item, "fixturenames", ())
     }
     root = tmp_path_factory.mktemp("children")
-    started: dict[str, Child] = {}
+    started: dict[str, live.Child] = {}
     if "live_server" in wanted:
-        port = free_port()
-        started["live_server"] = spawn(
-            ["serve", "--model", str(bert_dir), "--port", str(port), *QUIET,
-             "--log-level", "warning"],
-            root / "server.log",
-        )  # fmt: skip
-        started["live_server"].log.with_suffix(".port").write_text(str(port))
+        started["live_server"] = live.serve(
+            ["--model", str(bert_dir), *QUIET, "--log-level", "warning"], root / "server.log"
+        )
     if "stalled_run" in wanted:
         # Reads stdin, which the test feeds (and never closes) before killing it. One prompt
         # per forward, so rows are still in flight when the kill comes.
-        started["stalled_run"] = spawn(
-            ["classify", "--model", str(bert_dir), "-", "-o", str(root / "stalled.jsonl"),
+        started["stalled_run"] = live.spawn(
+            ["cli", "classify", "--model", str(bert_dir), "-", "-o", str(root / "stalled.jsonl"),
              "--max-num-seqs", "1", "--batch-size", "4", *QUIET],
             root / "stalled.log",
             stdin=subprocess.PIPE,
@@ -109,30 +53,19 @@ def children(
     try:
         yield started
     finally:
-        for child in started.values():
-            child.proc.kill()
-            child.proc.wait(10)
+        live.stop(*started.values())
 
 
 @pytest.fixture(scope="session")
-def live_server(children: dict[str, Child]) -> str:
+def live_server(children: dict[str, live.Child]) -> str:
     """`classifyd serve` on the tiny BERT (a child process), once it answers /health."""
-    child = children["live_server"]
-    url = f"http://127.0.0.1:{child.log.with_suffix('.port').read_text()}"
-    deadline = time.monotonic() + 120
-    while True:
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"classifyd exited: {child.tail()}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return url
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"classifyd did not start: {child.tail()}")
-        time.sleep(0.1)
+    server = children["live_server"]
+    assert isinstance(server, live.Server)
+    return server.wait_ready(120).url
 
 
 @pytest.fixture
-def stalled_run(children: dict[str, Child]) -> Child:
+def stalled_run(children: dict[str, live.Child]) -> live.Child:
     """`classifyd classify - -o …/stalled.jsonl`, started early, waiting on its stdin."""
     return children["stalled_run"]
 

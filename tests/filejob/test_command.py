@@ -19,8 +19,10 @@ import httpx
 import pytest
 
 from tests.builders import sentences
-from tests.offline.conftest import QUIET, Child, Run
-from tests.server.reference import max_abs_diff, reference_probs
+from tests.filejob.conftest import QUIET, Run
+from tests.live import Child
+from tests.reference import reference_probs
+from tests.support import max_abs_diff
 
 Cli = Callable[..., Run]
 

@@ -24,17 +24,16 @@ import pytest
 
 from engine import Engine, EngineConfig, ModelLoadError
 from tests.builders import ARCHS, DECODERS, build_causal_lm, build_model, missing_archs, sentences
+from tests.live import Apps, AppSpecs
 from tests.models.conftest import (
-    Fleet,
     assert_matches,
-    free_port,
-    max_abs_diff,
-    probs_of,
-    softmax,
+    converted,
+    serve_fleet,
     spread,
     three_ways,
     torch_threads,
 )
+from tests.support import free_port, max_abs_diff, probs_of, softmax
 
 TOL = 1e-5
 MAX_BATCH_TOKENS = 512
@@ -93,9 +92,9 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def fleet(dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
     base = {"max_batch_tokens": MAX_BATCH_TOKENS}
-    servers: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    servers: AppSpecs = {
         name: ({"model": str(path), **base}, {})
         for name, path in dirs.items()
         if name != "causal-lm"
@@ -104,20 +103,8 @@ def fleet(dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> It
         {"model": str(dirs["bert"]), "hf_overrides": {"id2label": OVERRIDE_LABELS}, **base},
         {},
     )
-    servers["convert"] = (
-        {
-            "model": str(dirs["causal-lm"]),
-            "convert": "classify",
-            "classifier_from_tokens": list(LABEL_TOKENS),
-            **base,
-        },
-        {},
-    )
-    fleet = Fleet(servers, tmp_path_factory.mktemp("logs") / "classifyd.log")
-    try:
-        yield fleet
-    finally:
-        fleet.stop()
+    servers["convert"] = converted(dirs["causal-lm"], LABEL_TOKENS, **base)
+    yield from serve_fleet(servers, tmp_path_factory.mktemp("logs") / "classifyd.log")
 
 
 # -- references: plain transformers, one text at a time, no padding ---------------------
@@ -170,7 +157,7 @@ def reference_from_tokens(model_dir: Path, texts: list[str], tokens: tuple[str, 
 
 @pytest.mark.parametrize("arch", ARCHS)
 async def test_architecture_matches_transformers(
-    arch: str, fleet: Fleet, dirs: dict[str, Path]
+    arch: str, fleet: Apps, dirs: dict[str, Path]
 ) -> None:
     if arch in MISSING:
         pytest.skip(MISSING[arch])
@@ -216,7 +203,7 @@ def test_decoder_padding_variants(dirs: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("arch", ["roberta", "xlm-roberta"])
-async def test_position_offset_full_length(arch: str, fleet: Fleet, dirs: dict[str, Path]) -> None:
+async def test_position_offset_full_length(arch: str, fleet: Apps, dirs: dict[str, Path]) -> None:
     """RoBERTa's positions start after the padding index: 258 embeddings hold 256 tokens. A
     prompt of exactly 256 tokens is served (and exact); 257 is refused, not an index error."""
     import torch
@@ -242,7 +229,7 @@ async def test_position_offset_full_length(arch: str, fleet: Fleet, dirs: dict[s
 
 @pytest.mark.parametrize("arch", DECODERS)
 async def test_decoder_text_ending_with_end_token(
-    arch: str, fleet: Fleet, dirs: dict[str, Path]
+    arch: str, fleet: Apps, dirs: dict[str, Path]
 ) -> None:
     """A prompt whose last token is the end token (a chat turn closed with <|im_end|>, a
     tokenizer that appends eos): the answer is still the one transformers gives for that
@@ -269,7 +256,7 @@ async def test_decoder_text_ending_with_end_token(
 @pytest.mark.parametrize("problem", PROBLEMS)
 @pytest.mark.parametrize("arch", PROBLEM_ARCHS)
 async def test_problem_type_activation(
-    arch: str, problem: str, fleet: Fleet, dirs: dict[str, Path]
+    arch: str, problem: str, fleet: Apps, dirs: dict[str, Path]
 ) -> None:
     name = f"{arch}-{problem}"
     num_labels, _, activation = PROBLEMS[problem]
@@ -296,7 +283,7 @@ async def test_problem_type_activation(
 # -- loading options --------------------------------------------------------------------
 
 
-async def test_hf_overrides_rename_labels(fleet: Fleet, dirs: dict[str, Path]) -> None:
+async def test_hf_overrides_rename_labels(fleet: Apps, dirs: dict[str, Path]) -> None:
     url = fleet.url("overrides")
     texts = TEXTS[:8]
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
@@ -310,7 +297,7 @@ async def test_hf_overrides_rename_labels(fleet: Fleet, dirs: dict[str, Path]) -
     assert len(set(labels)) > 1, labels
 
 
-async def test_convert_classify_from_tokens(fleet: Fleet, dirs: dict[str, Path]) -> None:
+async def test_convert_classify_from_tokens(fleet: Apps, dirs: dict[str, Path]) -> None:
     url = fleet.url("convert")
     async with httpx.AsyncClient(base_url=url) as client:
         info = (await client.get("/info")).json()

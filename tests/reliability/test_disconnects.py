@@ -10,7 +10,8 @@ import struct
 
 import httpx
 
-from tests.reliability.conftest import LiveServer, wait_until
+from tests.reliability.conftest import LiveServer
+from tests.support import wait_until
 
 RAW_CLIENTS = 150
 HTTPX_CLIENTS = 50

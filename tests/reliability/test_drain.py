@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import httpx
 
 from tests.builders import sentences
-from tests.reliability.conftest import LiveServer, assert_error
+from tests.reliability.conftest import LiveServer
+from tests.support import assert_error
 
 CLIENTS = 16
 SHUTDOWN_TIMEOUT_S = 20.0

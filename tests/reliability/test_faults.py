@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.reliability.conftest import LiveServer, assert_error, wait_until
+from tests.reliability.conftest import LiveServer
+from tests.support import assert_error, wait_until
 
 
 def has(batch: dict, token: int) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.reliability.conftest import LiveServer, wait_until
+from tests.reliability.conftest import LiveServer
+from tests.support import wait_until
 
 PHASES = ("tokenize_ms", "queue_ms", "inference_ms", "total_ms")
 

@@ -12,16 +12,11 @@ import time
 import httpx
 
 from tests.builders import sentences
-from tests.reliability.conftest import LiveServer, assert_error
+from tests.reliability.conftest import LiveServer, timed_post
+from tests.support import assert_error
 
 LIMIT = 8
 FLOOD = 60
-
-
-async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[httpx.Response, float]:
-    began = time.monotonic()
-    response = await client.post("/classify", json=body)
-    return response, time.monotonic() - began
 
 
 async def test_a_flood_is_refused_at_once_and_the_server_recovers(
@@ -83,31 +78,27 @@ async def test_too_many_waiting_tokens_is_a_429(overload_server: LiveServer) -> 
     s = overload_server
     v = s.vocab
     hold = v.marker("h")
-    words = v.words
     rejected_before = s.metric("classifyd_rejected_requests_total", reason="queue_full")
     s.set_faults(hold_marker=hold)
     s.hold()
 
-    def ids(n: int, offset: int) -> dict:
-        return {"input": [[words[(offset + i) % len(words)] for i in range(n)]]}
-
     async with httpx.AsyncClient(base_url=s.url, timeout=30) as client:
         held = asyncio.create_task(client.post("/classify", json={"input": [v.row(hold)]}))
         await asyncio.to_thread(s.wait_batch, lambda b: any(hold in row for row in b["rows"]))
-        first = asyncio.create_task(client.post("/classify", json=ids(60, 0)))
+        first = asyncio.create_task(client.post("/classify", json=v.body(60, 0)))
         await asyncio.to_thread(s.wait_gauge, "classifyd_queue_waiting_tokens", 60)
         # 60 waiting + 60 more > 100: refused at once; 60 + 30 fits.
         began = time.monotonic()
-        over = await client.post("/classify", json=ids(60, 1))
+        over = await client.post("/classify", json=v.body(60, 1))
         assert time.monotonic() - began < 3
         assert "queue" in assert_error(over, 429, "OverloadedError")["message"]
         assert int(over.headers["retry-after"]) >= 1
-        fits = asyncio.create_task(client.post("/classify", json=ids(30, 2)))
+        fits = asyncio.create_task(client.post("/classify", json=v.body(30, 2)))
         await asyncio.to_thread(s.wait_gauge, "classifyd_queue_waiting_tokens", 90)
         s.release()
         answered = await asyncio.wait_for(asyncio.gather(held, first, fits), 30)
         assert [r.status_code for r in answered] == [200, 200, 200]
-        again = await client.post("/classify", json=ids(60, 3))
+        again = await client.post("/classify", json=v.body(60, 3))
         assert again.status_code == 200, again.text
 
     rejected = s.metric("classifyd_rejected_requests_total", reason="queue_full")
@@ -123,25 +114,21 @@ async def test_abandoned_prompts_do_not_fill_the_waiting_budget(
     s = overload_server
     v = s.vocab
     hold = v.marker("h")
-    words = v.words
     s.set_faults(hold_marker=hold)
     s.hold()
-
-    def ids(n: int, offset: int) -> dict:
-        return {"input": [[words[(offset + i) % len(words)] for i in range(n)]]}
 
     async with httpx.AsyncClient(base_url=s.url, timeout=30) as client:
         held = asyncio.create_task(client.post("/classify", json={"input": [v.row(hold)]}))
         await asyncio.to_thread(s.wait_batch, lambda b: any(hold in row for row in b["rows"]))
         # A client queues 60 tokens and gives up while the worker is busy.
-        gone = asyncio.create_task(client.post("/classify", json=ids(60, 0)))
+        gone = asyncio.create_task(client.post("/classify", json=v.body(60, 0)))
         await asyncio.to_thread(s.wait_gauge, "classifyd_queue_waiting_tokens", 60)
         gone.cancel()
         await asyncio.gather(gone, return_exceptions=True)
         await asyncio.to_thread(s.wait_gauge, "classifyd_admitted_sequences", 1)
 
         # Nothing live waits: a 60-token request fits within the 100-token budget.
-        live = asyncio.create_task(client.post("/classify", json=ids(60, 1)))
+        live = asyncio.create_task(client.post("/classify", json=v.body(60, 1)))
         await asyncio.sleep(0.5)
         if live.done():
             assert live.result().status_code == 200, live.result().text

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 
 from tests.builders import WORDS
-from tests.reliability.conftest import LiveServer, assert_error
+from tests.reliability.conftest import LiveServer
+from tests.support import assert_error
 
 SOAK_S = float(os.environ.get("RELIABILITY_SOAK_S", "60"))
 CLIENTS = 8
@@ -29,18 +30,18 @@ RSS_GROWTH_KIB = 16 * 1024
 
 WORD_LIST = sorted(set(WORDS))
 
-# path, body, expected status, expected error type
-BAD: list[tuple[str, Any, int, str]] = [
-    ("/classify", b"{not json", 400, "BadRequestError"),
-    ("/classify", {"input": ""}, 400, "BadRequestError"),
-    ("/classify", {"input": ["fine", ""]}, 400, "BadRequestError"),
-    ("/classify", {"input": [[2, 10**6, 3]]}, 400, "BadRequestError"),
-    ("/classify", {"input": [[2, -1, 3]]}, 400, "BadRequestError"),
-    ("/classify", {"input": 5}, 400, "BadRequestError"),
-    ("/classify", {"input": " ".join(["movie"] * 200)}, 400, "BadRequestError"),
-    ("/classify", {"input": "fine", "model": "nope"}, 404, "NotFoundError"),
-    ("/classify", {"input": "fine", "normalize": True}, 400, "BadRequestError"),
-    ("/predict", {"inputs": []}, 400, "BadRequestError"),
+# path, body, expected status, error type and param
+BAD: list[tuple[str, Any, int, str, str | None]] = [
+    ("/classify", b"{not json", 400, "BadRequestError", None),
+    ("/classify", {"input": ""}, 400, "BadRequestError", "input"),
+    ("/classify", {"input": ["fine", ""]}, 400, "BadRequestError", "input[1]"),
+    ("/classify", {"input": [[2, 10**6, 3]]}, 400, "BadRequestError", "input[0]"),
+    ("/classify", {"input": [[2, -1, 3]]}, 400, "BadRequestError", "input[0]"),
+    ("/classify", {"input": 5}, 400, "BadRequestError", "input"),
+    ("/classify", {"input": " ".join(["movie"] * 200)}, 400, "BadRequestError", "input_tokens"),
+    ("/classify", {"input": "fine", "model": "nope"}, 404, "NotFoundError", None),
+    ("/classify", {"input": "fine", "normalize": True}, 400, "BadRequestError", "normalize"),
+    ("/predict", {"inputs": []}, 400, "BadRequestError", "inputs"),
 ]
 
 
@@ -50,7 +51,7 @@ class Shot:
     kind: str  # "valid" | "fail" | "bad"
     prompts: int = 0
     keys: list[tuple[int, ...]] = field(default_factory=list)
-    expect: tuple[int, str] | None = None
+    expect: tuple[int, str, str | None] | None = None
     aborted: bool = False
     response: httpx.Response | None = None
     error: str | None = None
@@ -158,8 +159,8 @@ async def test_soak(soak_server: LiveServer) -> None:
                     path, body = failing(rng, shot)
                 elif roll < 0.82:
                     shot.kind = "bad"
-                    path, body, status, type_ = rng.choice(BAD)
-                    shot.expect = (status, type_)
+                    path, body, status, type_, param = rng.choice(BAD)
+                    shot.expect = (status, type_, param)
                 else:
                     # A client that gives up after a random moment (its own socket: httpcore
                     # 1.0.9 leaks pool slots when a request is cancelled while connecting).

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
-from tests.reliability.conftest import LiveServer, assert_error
+from tests.reliability.conftest import LiveServer, timed_post
+from tests.support import assert_error
 
 TIMEOUT_S = 1.0
-
-
-async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[httpx.Response, float]:
-    began = time.monotonic()
-    response = await client.post("/classify", json=body)
-    return response, time.monotonic() - began
 
 
 async def test_a_request_past_its_timeout_is_503_and_never_runs(

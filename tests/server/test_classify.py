@@ -10,8 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.builders import build_model, sentences
+from tests.reference import reference_probs
 from tests.server.conftest import SERVED
-from tests.server.reference import max_abs_diff, reference_probs
+from tests.support import max_abs_diff
 
 
 def _error(resp: Any, status: int, type_: str, param: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""One real uvicorn on 127.0.0.1, driven the way users drive vLLM and SGLang."""
+"""`classifyd serve` on 127.0.0.1 (a child process), driven the way users drive vLLM and SGLang."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import httpx
 import requests
 
 from tests.builders import sentences
+from tests.reference import reference_probs
 from tests.server.conftest import SERVED
-from tests.server.reference import max_abs_diff, reference_probs
+from tests.support import max_abs_diff
 
 
 def test_vllm_example_client(live_url: str) -> None:

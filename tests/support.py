@@ -1,0 +1,71 @@
+"""Small helpers every kind of test shares: ports, the error envelope, probabilities, polling."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def assert_error(
+    response: httpx.Response, status: int, type_: str, param: str | None = None
+) -> dict[str, Any]:
+    """API.md's envelope: {"error": {message, type, param, code}} and nothing else; `param`
+    names the offending field, null when the error is not about one."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert error["type"] == type_, error
+    assert error["param"] == param, error
+    assert error["code"] == status, error
+    assert isinstance(error["message"], str) and error["message"], error
+    return dict(error)
+
+
+def softmax(row: Sequence[float]) -> list[float]:
+    top = max(row)
+    exps = [math.exp(x - top) for x in row]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def max_abs_diff(got: Sequence[Sequence[float]], want: Sequence[Sequence[float]]) -> float:
+    """The largest difference of one output, over rows that must pair up one to one."""
+    assert len(got) == len(want), (len(got), len(want))
+    worst = 0.0
+    for a, b in zip(got, want, strict=True):
+        assert len(a) == len(b), (a, b)
+        worst = max([worst, *(abs(x - y) for x, y in zip(a, b, strict=True))])
+    return worst
+
+
+def probs_of(response: httpx.Response) -> list[list[float]]:
+    assert response.status_code == 200, response.text
+    return [d["probs"] for d in response.json()["data"]]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
