@@ -24,19 +24,17 @@ import asyncio
 import itertools
 import json
 import os
-import platform
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.ceiling import peak_rss_mb
 from bench.loadgen import run_load
+from bench.machine import describe_machine, versions
+from bench.serving import batch_means, free_port, metric_sums, start_server, stop_server
 from bench.texts import MIXES
 
 # (name, mix, clients, texts per request)
@@ -48,52 +46,6 @@ LOAD_POINTS = [
     ("4x32", "short", 4, 32),
     ("longtail-c64", "longtail", 64, 1),
 ]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _start(cmd: list[str], url: str, timeout: float = 300) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:4]} exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError(f"{cmd[:4]} did not become healthy")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _metric_sums(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    wanted = ("classifyd_batch_padded_tokens_sum", "classifyd_batch_real_tokens_sum",
-              "classifyd_batch_size_sum", "classifyd_batch_size_count")  # fmt: skip
-    out = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in wanted:
-            out[name] = float(value)
-    return out
 
 
 class CeilingReadings:
@@ -158,7 +110,7 @@ def _run_points(
             if ceiling is not None:
                 readings.append(await asyncio.to_thread(ceiling.read, mix))
 
-        before = _metric_sums(url) if classifyd else {}
+        before = metric_sums(url) if classifyd else {}
         result = asyncio.run(
             run_load(
                 url, texts, clients=clients, texts_per_request=per_request, seconds=seconds,
@@ -190,16 +142,7 @@ def _run_points(
             forwards = [r["single_forward_ms_p50"] for r in readings]
             row["single_forward_ms_p50"] = sum(forwards) / len(forwards)
         if classifyd:
-            after = _metric_sums(url)
-            delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-            real = delta.get("classifyd_batch_real_tokens_sum", 0)
-            batches = delta.get("classifyd_batch_size_count", 0)
-            row["padded_over_real"] = (
-                delta.get("classifyd_batch_padded_tokens_sum", 0) / real if real else None
-            )
-            row["mean_batch_size"] = (
-                delta.get("classifyd_batch_size_sum", 0) / batches if batches else None
-            )
+            row.update(batch_means(before, metric_sums(url)))
         rows.append(row)
         ratio = f", {row['x_ceiling']:.2f} x ceiling" if "x_ceiling" in row else ""
         print(
@@ -207,36 +150,6 @@ def _run_points(
             flush=True,
         )
     return rows
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "torch",
-        "transformers",
-        "tokenizers",
-        "uvicorn",
-        "starlette",
-        "msgspec",
-        "classifyd",
-    ):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:
-            out[pkg] = "?"
-    return out
-
-
-def _machine() -> str:
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 def main() -> None:
@@ -257,8 +170,8 @@ def main() -> None:
     report: dict[str, Any] = {
         "command": " ".join(shlex.quote(a) for a in [py, "-m", "bench.compare", *sys.argv[1:]]),
         "model": args.model,
-        "machine": _machine(),
-        "versions": _versions(),
+        "machine": describe_machine(),
+        "versions": versions(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "seconds_per_point": args.seconds,
     }
@@ -278,7 +191,7 @@ def main() -> None:
         print(f"  {mix}: {ceiling[mix]['texts_per_s']:.1f} texts/s", flush=True)
     report["ceiling"] = ceiling
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve = [
         py, "-m", "cli", "serve", "--model", args.model, "--port", str(port),
@@ -298,7 +211,7 @@ def main() -> None:
         [*ceiling_cmd, "--num-texts", str(args.reading_texts)]
         + (["--side-by-side-only"] if side_won else [])
     )
-    proc = _start(serve, url)
+    proc = start_server(serve, url)
     try:
         report["classifyd"] = _run_points(
             url, proc.pid, args.seconds, args.num_texts, True, readings, args.slices,
@@ -306,23 +219,23 @@ def main() -> None:
         )  # fmt: skip
         report["classifyd_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
-        _stop(proc)
+        stop_server(proc)
         readings.close()
 
     if not args.skip_baseline:
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         base = [py, "-m", "bench.baseline_server", "--model", args.model, "--port", str(port),
                 "--threads", str(threads)]  # fmt: skip
         print("baseline (transformers pipeline, one request at a time)", flush=True)
-        proc = _start(base, url)
+        proc = start_server(base, url)
         try:
             report["baseline"] = _run_points(
                 url, proc.pid, args.seconds, args.num_texts, False, points=args.points
             )
             report["baseline_peak_rss_mb"] = peak_rss_mb(proc.pid)
         finally:
-            _stop(proc)
+            stop_server(proc)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.compare import _free_port, _machine, _metric_sums, _start, _stop, _versions
 from bench.loadgen import run_load
+from bench.machine import describe_machine, versions
+from bench.serving import batch_means, free_port, metric_sums, start_server, stop_server
 from bench.texts import MIXES
 
 SHAPES = {
@@ -122,19 +123,19 @@ def _ceiling(
 def _server_points(
     model: str, device: str, dtype: str, inflight: int, seconds: float
 ) -> tuple[str, list[dict[str, Any]]]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
         sys.executable, "-m", "cli", "serve", "--model", model, "--port", str(port),
         "--device", device, "--dtype", dtype, "--max-inflight-batches", str(inflight),
         "--log-level", "warning", "--max-concurrent-requests", "4096",
     ]  # fmt: skip
-    proc = _start(cmd, url)
+    proc = start_server(cmd, url)
     rows = []
     try:
         texts = MIXES["short"](4096, 0)
         for name, clients, per_request in POINTS:
-            before = _metric_sums(url)
+            before = metric_sums(url)
             with gpu_busy_sampler() as busy:
                 result = asyncio.run(
                     run_load(
@@ -142,19 +143,13 @@ def _server_points(
                         seconds=seconds, server_pid=proc.pid, warmup_requests=4,
                     )
                 )  # fmt: skip
-            after = _metric_sums(url)
-            batches = after["classifyd_batch_size_count"] - before["classifyd_batch_size_count"]
             row = {"point": name, "inflight": inflight, **result.row()}
-            row["mean_batch_size"] = (
-                (after["classifyd_batch_size_sum"] - before["classifyd_batch_size_sum"]) / batches
-                if batches
-                else None
-            )
+            row["mean_batch_size"] = batch_means(before, metric_sums(url))["mean_batch_size"]
             row["gpu_busy_pct"] = sum(busy) / len(busy) if busy else None
             rows.append(row)
             print(f"  inflight {inflight} {name}: {row['texts_per_s']:.1f} texts/s", flush=True)
     finally:
-        _stop(proc)
+        stop_server(proc)
     return " ".join(shlex.quote(c) for c in cmd), rows
 
 
@@ -216,8 +211,8 @@ def main() -> None:
             "model": args.model or f"synthetic {args.synthetic} (random weights)",
             "device_name": device_name,
             "dtype": args.dtype,
-            "machine": _machine(),
-            "versions": _versions(),
+            "machine": describe_machine(),
+            "versions": versions(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "seconds": args.seconds,
         }

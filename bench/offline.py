@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.serving import free_port, start_server, stop_server
 from bench.texts import MIXES
 
 _RATE = re.compile(r"(\d+) rows classified.* in ([\d.]+) s \(([\d.]+) texts/s\)")
@@ -84,13 +85,11 @@ def _command(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def _serve(model: str, threads: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    from bench.compare import _free_port, _start
-
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "cli", "serve", "--model", model, "--port", str(port),
            "--num-threads", str(threads), "--log-level", "warning", "--auto-truncate"]  # fmt: skip
-    return _start(cmd, url), url
+    return start_server(cmd, url, env=env), url
 
 
 def measure(
@@ -133,7 +132,6 @@ def measure(
             env,
         )  # fmt: skip
         if not skip_server:
-            from bench.compare import _stop
             from bench.loadgen import run_load
 
             proc, url = _serve(model, threads, env)
@@ -149,7 +147,7 @@ def measure(
                 )  # fmt: skip
                 report["server_loadgen"] = load.row()
             finally:
-                _stop(proc)
+                stop_server(proc)
     return report
 
 
