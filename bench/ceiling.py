@@ -119,7 +119,7 @@ class Ceiling:
             # one torch thread each (what classifyd's CPU workers do under load). The
             # ceiling is the better of the two, so the server is never measured against the
             # weaker layout.
-            # The bare-model memory figure is the one-at-a-time process's, as before.
+            # The bare-model memory figure is read before the side-by-side threads run.
             rss_mb = peak_rss_mb()
             side_runs = []
             if split > 1:

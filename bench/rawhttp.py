@@ -2,8 +2,8 @@
 at a time, pre-encoded request bytes, responses framed by Content-Length.
 
 Why not httpx: on two shared cores the load generator competes with the server it
-measures. httpx spends about 2.4 ms of CPU per request (measured with one pool per client);
-this protocol spends a small fraction of that, so what the bench measures is the server.
+measures, and httpx spends milliseconds of CPU per request; this protocol spends a small
+fraction of that, so what the bench measures is the server (figures in bench/README.md).
 It speaks only what a load generator needs: POST with a fixed body, a status and a body
 back, Content-Length framing, keep-alive (what uvicorn answers with). Anything else (a
 chunked answer, a closed connection) is reported as an error, never silently accepted.

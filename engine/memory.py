@@ -1,20 +1,16 @@
 """Process-wide memory settings for serving on CPU.
 
 glibc gives every thread that allocates its own malloc arena and keeps what a big batch
-freed inside it. With two model workers plus the tokenizer and event-loop threads that
-fragmentation cost 70 MB of peak memory on the long-tail mix (817 → 750 MB, MiniLM-L6,
-bench/README.md), with no measurable change in speed: torch allocates a few hundred blocks
-per forward, too few for one arena's lock to contend.
+freed inside it; with two model workers plus the tokenizer and event-loop threads, that
+fragmentation raises peak memory. One arena costs no speed: torch allocates a few hundred
+blocks per forward, too few for one arena's lock to contend.
 
-Freed memory also stays in that arena as holes between live blocks, which batches of other
-shapes cannot always reuse: the serving process grew from 600 to 860–930 MB over the bench
-load points. `release_free_memory()`, called by the workers after each batch, hands those
-pages back (malloc_trim), but only once resident memory has grown by GROWTH_BYTES since the
-last trim left it, and it looks at most once a second. Trimming every second whatever the
-growth (the previous rule) gave back the batches' own working set too, which they then
-faulted back in: ~14,000 page faults a second per worker at 4 × 32, 3 % of each worker's
-time in the kernel (bench/README.md). After every batch it was 7–18 % slower; a fixed 4 MiB
-mmap threshold was 24 % slower at 4 × 32.
+Freed memory also stays in the arena as holes between live blocks, which batches of other
+shapes cannot always reuse, so a serving process grows over mixed loads.
+`release_free_memory()`, called by the workers after each batch, hands those pages back
+(malloc_trim), but only once resident memory has grown by GROWTH_BYTES since the last trim
+left it, and it looks at most once a second: trimming whenever it looks would also give back
+the batches' own working set, which they would then fault back in.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Requests are encoded by the Rust tokenizer itself (`encode` per text, or `encode_batch`
 beside a GPU), set up the way the Hugging Face wrapper sets it up for `tokenizer(texts,
-truncation=…, max_length=…)` — the same ids, without the wrapper's ~0.5 ms of Python per
-call (measured at concurrency 1). Truncation is state on the Rust object, so each pool
-thread owns its own copy.
+truncation=…, max_length=…)` — the same ids, without the wrapper's Python per call, which
+is a visible share of a one-text request. Truncation is state on the Rust object, so each
+pool thread owns its own copy.
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ class Tokenizer:
         # Segment ids only where the tokenizer itself would return them (BERT-style).
         self._pairs_have_type_ids = "token_type_ids" in base.model_input_names
         # encode_batch spreads a request over the Rust thread pool (rayon, one thread per
-        # core). Serving on CPU every core already runs a forward: there those threads took
-        # 1.5 × the tokenizing time in CPU and preempted the forwards ~800 times a second at
-        # 4 × 32 texts (bench/README.md), so texts are encoded one by one on the pool
-        # thread, and the pool (`workers`) spreads requests instead. The engine turns it on
-        # for a GPU, whose host cores are otherwise idle.
+        # core). Serving on CPU every core already runs a forward, which those threads would
+        # preempt, so texts are encoded one by one on the pool thread, and the pool
+        # (`workers`) spreads requests instead. The engine turns it on for a GPU, whose host
+        # cores are otherwise idle.
         self.parallel = False
         self._local = threading.local()
         # The pool's threads start lazily; this lock guards the deep copies they make.
@@ -93,7 +92,7 @@ class Tokenizer:
         size = sum(map(len, texts)) + (sum(map(len, second)) if second is not None else 0)
         if size <= INLINE_CHARS:
             # A few sentences take tens of µs in Rust: less than the hop to a pool thread
-            # and back, which also queues behind bigger requests (measured at concurrency 1).
+            # and back, which also queues behind bigger requests.
             if not hasattr(self._local, "rust"):
                 self._init_thread()
             return self._encode(

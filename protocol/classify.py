@@ -13,7 +13,7 @@ Input = str | list[InputItem]
 
 
 class ClassifyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Every field of API.md's table. Unknown fields (`user`, vendor extras) are ignored."""
+    """Every field of docs/API.md's table. Unknown fields (vendor extras) are ignored."""
 
     model: str | None = None
     input: Input | None = None

@@ -106,10 +106,12 @@ def server_metrics() -> dict[str, tuple[str, set[str]]]:
     from prometheus_client.metrics import MetricWrapperBase
 
     from engine.metrics import EngineMetrics
+    from server.metrics import ServerMetrics
 
-    metrics = EngineMetrics("consistency-check")
+    engine = EngineMetrics("consistency-check")
+    served = ServerMetrics(engine.registry)
     out: dict[str, tuple[str, set[str]]] = {}
-    for value in vars(metrics).values():
+    for value in [*vars(engine).values(), *vars(served).values()]:
         if not isinstance(value, MetricWrapperBase):
             continue
         name, kind, labels = value._name, value._type, set(value._labelnames)
