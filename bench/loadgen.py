@@ -98,8 +98,8 @@ async def run_load(
     Request bodies are encoded once, up front, and each closed-loop client has a connection
     of its own. `client="raw"` (bench/rawhttp.py) costs a fraction of httpx's CPU per request,
     which matters because the generator shares the machine with the server it measures;
-    `client="httpx"` measures through httpx, one pool per client (its shared pool costs
-    several ms of CPU per request once 64 requests contend for it, measured).
+    `client="httpx"` measures through httpx, one pool per client (a shared pool's CPU cost
+    per request grows with contention).
 
     slices > 1 (closed loop only) splits `seconds` into that many runs of the same clients and
     connections; between two, once every client has its answer, it awaits `between` (which

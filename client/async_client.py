@@ -61,7 +61,7 @@ class ClientOptions(TypedDict, total=False):
     # /classify (vLLM, classifyd) or /v1/classify (SGLang); default /classify.
     path: str
     headers: dict[str, str]
-    # The request fields of API.md; unset: the server's defaults.
+    # The request fields of docs/API.md; unset: the server's defaults.
     model: str | None
     truncate_prompt_tokens: int | None
     truncation_side: Literal["left", "right"] | None

@@ -4,7 +4,7 @@ ClassifydError
 └── APIError
     ├── APIConnectionError      no answer: refused, dropped, unreadable (after retries)
     │   └── APITimeoutError     no answer within the timeout (after retries)
-    └── APIStatusError          the server answered with an error (API.md's envelope)
+    └── APIStatusError          the server answered with an error (docs/API.md's envelope)
         ├── BadRequestError         400
         ├── AuthenticationError     401
         ├── NotFoundError           404

@@ -20,7 +20,7 @@ _tokenized = msgspec.json.Decoder(TokenizeResponse)
 
 @dataclass(frozen=True)
 class RequestOptions:
-    """The per-request fields of API.md's table; None leaves the server's default."""
+    """The per-request fields of docs/API.md's table; None leaves the server's default."""
 
     model: str | None = None
     truncate_prompt_tokens: int | None = None

@@ -6,11 +6,13 @@ No Starlette and no wire structs here; torch is touched only inside the worker t
 from engine.config import EngineConfig
 from engine.engine import ClassifyOptions, ClassifyResult, Engine, Prompts
 from engine.errors import (
+    EmptyPrompt,
     EngineError,
     EngineUnavailable,
     InferenceError,
     InputTooLong,
     InvalidInput,
+    InvalidPrompt,
     ModelLoadError,
     Overloaded,
     RequestTimeout,
@@ -20,6 +22,7 @@ from engine.model.runner import ModelInfo
 __all__ = [
     "ClassifyOptions",
     "ClassifyResult",
+    "EmptyPrompt",
     "Engine",
     "EngineConfig",
     "EngineError",
@@ -27,6 +30,7 @@ __all__ = [
     "InferenceError",
     "InputTooLong",
     "InvalidInput",
+    "InvalidPrompt",
     "ModelInfo",
     "ModelLoadError",
     "Overloaded",

@@ -48,8 +48,7 @@ def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
 
 def default_num_threads() -> int:
     # Leave the event loop (HTTP parsing, tokenizing, JSON) a core when there are more than
-    # two. On two cores, measured with bench/ (bench/README.md), two torch threads beat one
-    # at every load point, event loop and all, so both are used.
+    # two; on two cores both run forwards, the faster layout there (bench/README.md).
     cores = available_cpus()
     return cores if cores <= 2 else cores - 1
 

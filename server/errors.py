@@ -1,4 +1,4 @@
-"""The one place that knows HTTP status codes: every error becomes API.md's envelope, and
+"""The one place that knows HTTP status codes: every error becomes docs/API.md's envelope, and
 the engine's 400s take the names the route's body gives things (WireNames)."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def free_port() -> int:
 def assert_error(
     response: httpx.Response, status: int, type_: str, param: str | None = None
 ) -> dict[str, Any]:
-    """API.md's envelope: {"error": {message, type, param, code}} and nothing else; `param`
+    """docs/API.md's envelope: {"error": {message, type, param, code}} and nothing else; `param`
     names the offending field, null when the error is not about one."""
     assert response.status_code == status, (response.status_code, response.text[:500])
     assert response.headers["content-type"].startswith("application/json"), response.headers

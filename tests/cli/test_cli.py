@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import free_port as _free_port
+from tests import live
+from tests.support import free_port
 
 
 def test_help_shows_defaults_and_env_names() -> None:
@@ -29,31 +28,18 @@ def test_help_shows_defaults_and_env_names() -> None:
     assert "(default: 16384; env CLASSIFYD_MAX_BATCH_TOKENS)" in text
 
 
-def test_serve_from_environment(bert_dir: Path) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "CLASSIFYD_MODEL": str(bert_dir),
-        "CLASSIFYD_PORT": str(port),
-        "CLASSIFYD_SERVED_MODEL_NAME": "first,second",
-        "CLASSIFYD_MAX_MODEL_LEN": "64",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+def test_serve_from_environment(bert_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = live.child_env(
+        CLASSIFYD_MODEL=str(bert_dir),
+        CLASSIFYD_PORT=str(port),
+        CLASSIFYD_SERVED_MODEL_NAME="first,second",
+        CLASSIFYD_MAX_MODEL_LEN="64",
+    )
+    child = live.spawn(["cli", "serve"], tmp_path / "serve.log", env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become healthy"
-            time.sleep(0.2)
+        child.wait_http(f"{url}/health", 90, "classifyd serve")
         models = httpx.get(f"{url}/v1/models").json()["data"]
         assert [m["id"] for m in models] == ["first", "second"]
         assert models[0]["max_model_len"] == 64
@@ -61,15 +47,15 @@ def test_serve_from_environment(bert_dir: Path) -> None:
         assert resp.status_code == 200
         assert resp.json()["model"] == "second"
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
-    assert proc.returncode == 0
+        child.proc.send_signal(signal.SIGINT)
+        child.proc.wait(30)
+    assert child.proc.returncode == 0, child.tail()
 
 
 def test_missing_model_dir_fails_start(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "cli", "serve", "--model", str(tmp_path / "nothing"),
-         "--port", str(_free_port())],
+         "--port", str(free_port())],
         capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert out.returncode != 0

@@ -1,4 +1,4 @@
-"""API.md's request table for POST /classify and /v1/classify, row by row, over real HTTP."""
+"""docs/API.md's request table for POST /classify and /v1/classify, row by row, over real HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API.md's error table, each row produced by a real request."""
+"""docs/API.md's error table, each row produced by a real request."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from schemathesis import GenerationMode, checks
 
 from tests.conformance.conftest import Live
 
-# Every route API.md names, with the methods it answers.
+# Every route docs/API.md names, with the methods it answers.
 ROUTES = {
     "/classify": {"post"},
     "/v1/classify": {"post"},

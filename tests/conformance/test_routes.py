@@ -1,4 +1,4 @@
-"""API.md's other routes: SageMaker, TEI, tokenize, probes, cards, metrics, score, rerank."""
+"""docs/API.md's other routes: SageMaker, TEI, tokenize, probes, cards, metrics, score, rerank."""
 
 from __future__ import annotations
 

