@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import msgspec
 
-from protocol.errors import ErrorResponse
+from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse
 
 
 class ClassifydError(Exception):
@@ -107,6 +107,19 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 _envelope = msgspec.json.Decoder(ErrorResponse)
+# SGLang's flat envelope, which /v1/classify answers.
+_flat = msgspec.json.Decoder(FlatErrorResponse)
+
+
+def _fields(body: bytes) -> ErrorInfo | FlatErrorResponse | None:
+    """The error's fields from either envelope; None for any other body."""
+    for decoder in (_envelope, _flat):
+        try:
+            decoded = decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        return decoded.error if isinstance(decoded, ErrorResponse) else decoded
+    return None
 
 
 def status_error(
@@ -116,12 +129,11 @@ def status_error(
     request_id: str | None = None,
     retry_after: float | None = None,
 ) -> APIStatusError:
-    """The typed error for an error answer; a body that is not the envelope (a proxy's HTML
+    """The typed error for an error answer, from either envelope; any other body (a proxy's HTML
     page, Starlette's plain 404) still gives its status and the start of its text."""
     cls = _BY_STATUS.get(status, APIStatusError)
-    try:
-        info = _envelope.decode(body).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    info = _fields(body)
+    if info is None:
         text = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
         return cls(
             text,

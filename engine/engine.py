@@ -119,6 +119,7 @@ class Engine:
         # thread still resolves when its load ends (it would raise InvalidStateError there).
         self._info = await asyncio.shield(asyncio.wrap_future(primary.start()))
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
+        self.metrics.size_prompts(self._max_model_len)
         on_gpu = self._info.device.startswith("cuda")
         self._tokenizer.parallel = on_gpu
         count = self._worker_count(on_gpu)
@@ -397,7 +398,7 @@ class Engine:
         """A chat conversation rendered to one prompt with the model's chat template."""
         if add_generation_prompt and continue_final_message:
             raise InvalidInput(
-                "add_generation_prompt and continue_final_message cannot both be true.",
+                "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
                 param="continue_final_message",
             )
         assert self._tokenizer is not None
@@ -412,6 +413,31 @@ class Engine:
         if self._tokenizer is None:
             raise EngineUnavailable("The engine has not started.")
         return await self._tokenizer.tokenize(text, add_special_tokens=add_special_tokens)
+
+    async def heads(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Each text cut to its first `max_tokens` tokens, as text (vLLM's
+        `max_tokens_per_doc`: documents are cut before they are paired with the query)."""
+        if self._tokenizer is None:
+            raise EngineUnavailable("The engine has not started.")
+        return await self._tokenizer.heads(texts, max_tokens)
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """The vocabulary entry of each id (ids from `tokenize`)."""
+        if self._tokenizer is None:
+            raise EngineUnavailable("The engine has not started.")
+        return self._tokenizer.token_strings(ids)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        """The text of token ids; an id outside the tokenizer's vocabulary is InvalidInput."""
+        if self._tokenizer is None:
+            raise EngineUnavailable("The engine has not started.")
+        return await self._tokenizer.detokenize(tokens)
+
+    def tokenizer_config(self) -> dict[str, Any]:
+        """The tokenizer's configuration (tokenizer_config.json's fields, JSON-ready)."""
+        if self._tokenizer is None:
+            raise EngineUnavailable("The engine has not started.")
+        return self._tokenizer.config()
 
     def _check_ids(self, index: int, row: list[int]) -> list[int]:
         vocab = self.info.vocab_size

@@ -1,8 +1,10 @@
 """Prometheus figures of one engine, in a registry of its own (several engines, one process).
 
 Queue depth and running counts are read at scrape time through callbacks, so the hot path
-pays nothing for them. vLLM's names are exported too, so dashboards and autoscalers built for
-vLLM work unchanged; there a "request" is one sequence, since that is what queues and runs.
+pays nothing for them. vLLM's names are exported too, with vLLM's types, labels (`model_name`,
+`engine`) and buckets, so dashboards and autoscalers built for vLLM work unchanged; there a
+"request" is one sequence for the gauges and the prompt lengths, since that is what queues and
+runs, and one engine call for the timings, whose prompts queue and run together.
 The HTTP server adds its own series (server/metrics.py) to the same registry.
 """
 
@@ -18,6 +20,28 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+
+# vLLM's (vllm/v1/metrics/loggers.py): its request latencies, and tokens per engine step.
+VLLM_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+    240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+VLLM_ITERATION_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+# One engine core: vLLM labels each core's series with its index.
+VLLM_ENGINE = "0"
+
+
+def buckets_1_2_5(limit: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... up to `limit`: vLLM's buckets for token counts."""
+    out: list[int] = []
+    scale = 1
+    while True:
+        for mantissa in (1, 2, 5):
+            if mantissa * scale > limit:
+                return out
+            out.append(mantissa * scale)
+        scale *= 10
 
 
 # Why the engine refuses a request (the `reason` label of classifyd_rejected_requests_total).
@@ -74,28 +98,38 @@ class EngineMetrics:
         self.input_tokens = Histogram(
             "classifyd_input_tokens", "Tokens per prompt.", buckets=_TOKEN_BUCKETS, registry=r
         )
-        labels = ["model_name"]
+        self._vllm_labels = (model_name, VLLM_ENGINE)
+        labels = ["model_name", "engine"]
         self.vllm_running = Gauge(
             "vllm:num_requests_running", "Sequences running (vLLM name).", labels, registry=r
         )
         self.vllm_waiting = Gauge(
             "vllm:num_requests_waiting", "Sequences waiting (vLLM name).", labels, registry=r
         )
-        self.vllm_e2e = Histogram(
-            "vllm:e2e_request_latency_seconds", "End-to-end request latency (vLLM name).",
-            labels, buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.vllm_queue = Histogram(
-            "vllm:request_queue_time_seconds", "Time in the waiting queue (vLLM name).",
-            labels, buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+
+        def timing(name: str, what: str) -> Histogram:
+            return Histogram(
+                name, f"{what} (vLLM name).", labels, buckets=VLLM_LATENCY_BUCKETS, registry=r
+            ).labels(*self._vllm_labels)
+
+        self.vllm_e2e = timing("vllm:e2e_request_latency_seconds", "End-to-end request latency")
+        self.vllm_queue = timing("vllm:request_queue_time_seconds", "Time in the waiting queue")
+        self.vllm_inference = timing("vllm:request_inference_time_seconds", "Time in the forward")
+        # An encoder's whole forward is its prefill.
+        self.vllm_prefill = timing("vllm:request_prefill_time_seconds", "Time in prefill")
+        self.vllm_iteration_tokens = Histogram(
+            "vllm:iteration_tokens_total", "Tokens per forward (vLLM name: per engine step).",
+            labels, buckets=VLLM_ITERATION_BUCKETS, registry=r,
+        ).labels(*self._vllm_labels)  # fmt: skip
+        # Sized by the model's maximum length once it is known (`size_prompts`).
+        self.vllm_request_prompt_tokens: Histogram | None = None
         self.vllm_prompt_tokens = Counter(
             "vllm:prompt_tokens", "Prompt tokens processed (vLLM name).", labels, registry=r
-        )
+        ).labels(*self._vllm_labels)
         self.vllm_success = Counter(
             "vllm:request_success", "Requests answered successfully (vLLM name).",
-            ["model_name", "finished_reason"], registry=r,
-        )  # fmt: skip
+            [*labels, "finished_reason"], registry=r,
+        ).labels(*self._vllm_labels, "stop")  # fmt: skip
         self._phases = {
             p: self.phase_seconds.labels(p) for p in ("tokenize", "queue", "inference", "total")
         }
@@ -116,24 +150,40 @@ class EngineMetrics:
         self.waiting_tokens.set_function(waiting_tokens)
         self.running.set_function(running)
         self.admitted.set_function(admitted)
-        self.vllm_waiting.labels(self.model_name).set_function(waiting)
-        self.vllm_running.labels(self.model_name).set_function(running)
+        self.vllm_waiting.labels(*self._vllm_labels).set_function(waiting)
+        self.vllm_running.labels(*self._vllm_labels).set_function(running)
+
+    def size_prompts(self, max_model_len: int) -> None:
+        """Create vllm:request_prompt_tokens, bucketed 1-2-5 up to the model's maximum length
+        as vLLM buckets it; once (an engine starts once)."""
+        if self.vllm_request_prompt_tokens is None:
+            self.vllm_request_prompt_tokens = Histogram(
+                "vllm:request_prompt_tokens", "Tokens per prompt (vLLM name).",
+                ["model_name", "engine"], buckets=buckets_1_2_5(max_model_len),
+                registry=self.registry,
+            ).labels(*self._vllm_labels)  # fmt: skip
 
     def observe_batch(self, size: int, real_tokens: int, padded_tokens: int) -> None:
         self.batch_size.observe(size)
         self.batch_real_tokens.observe(real_tokens)
         self.batch_padded_tokens.observe(padded_tokens)
+        self.vllm_iteration_tokens.observe(real_tokens)
 
     def observe_request(
         self, lengths: list[int], tokenize: float, queue: float, inference: float, total: float
     ) -> None:
+        by_prompt = self.vllm_request_prompt_tokens
         for length in lengths:
             self.input_tokens.observe(length)
+            if by_prompt is not None:
+                by_prompt.observe(length)
         self._phases["tokenize"].observe(tokenize)
         self._phases["queue"].observe(queue)
         self._phases["inference"].observe(inference)
         self._phases["total"].observe(total)
-        self.vllm_e2e.labels(self.model_name).observe(total)
-        self.vllm_queue.labels(self.model_name).observe(queue)
-        self.vllm_prompt_tokens.labels(self.model_name).inc(sum(lengths))
-        self.vllm_success.labels(self.model_name, "stop").inc()
+        self.vllm_e2e.observe(total)
+        self.vllm_queue.observe(queue)
+        self.vllm_inference.observe(inference)
+        self.vllm_prefill.observe(inference)
+        self.vllm_prompt_tokens.inc(sum(lengths))
+        self.vllm_success.inc()

@@ -147,6 +147,33 @@ class Tokenizer:
             return Encoded(ids=ids, type_ids=[e.type_ids for e in encodings])
         return Encoded(ids=ids)
 
+    async def heads(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Each text cut where its `max_tokens`-th token ends (no special tokens counted);
+        shorter texts unchanged. Cutting the text, not the ids, keeps pairs encodable as pairs."""
+        if sum(map(len, texts)) <= INLINE_CHARS:
+            if not hasattr(self._local, "rust"):
+                self._init_thread()
+            return self._heads(list(texts), max_tokens)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._heads, list(texts), max_tokens)
+
+    def _heads(self, texts: list[str], max_tokens: int) -> list[str]:
+        local = self._local
+        rust = local.rust
+        # Truncation would hide how long a text is; `_encode` restores its own setting.
+        if local.truncation is not None:
+            rust.no_truncation()
+            local.truncation = None
+        out = []
+        for text in texts:
+            offsets = rust.encode(text, add_special_tokens=False).offsets
+            if len(offsets) <= max_tokens:
+                out.append(text)
+            else:
+                # Character offsets (the Python binding's); a token may end before an earlier one.
+                out.append(text[: max(end for _, end in offsets[:max_tokens])])
+        return out
+
     async def render_chat(
         self,
         messages: list[dict[str, Any]],
@@ -199,5 +226,49 @@ class Tokenizer:
         )
         return encoded.ids[0]
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """Each id's vocabulary entry (`convert_ids_to_tokens`); ids are already checked."""
+        return [str(t) for t in self._base.convert_ids_to_tokens(ids)]
+
+    async def detokenize(self, ids: list[int]) -> str:
+        """The text of `ids`, as the wrapper's `decode` gives it (special tokens kept)."""
+        self._check_vocab(ids)
+        if len(ids) <= INLINE_CHARS // 4:
+            return str(self._base.decode(ids))
+        loop = asyncio.get_running_loop()
+        return str(await loop.run_in_executor(self._pool, self._base.decode, ids))
+
+    def _check_vocab(self, ids: list[int]) -> None:
+        size = len(self._base)
+        for index, token in enumerate(ids):
+            if not 0 <= token < size:
+                raise InvalidInput(
+                    f"Token id {token} (tokens[{index}]) is out of vocabulary [0, {size}).",
+                    param="tokens",
+                )
+
+    def config(self) -> dict[str, Any]:
+        """The tokenizer's configuration as tokenizer_config.json holds it, JSON-ready, with
+        its class name; file paths are left out."""
+        kwargs = dict(getattr(self._base, "init_kwargs", None) or {})
+        for name in ("vocab_file", "merges_file", "tokenizer_file", "name_or_path"):
+            kwargs.pop(name, None)
+        config: dict[str, Any] = _json_ready(kwargs)
+        config["tokenizer_class"] = type(self._base).__name__
+        return config
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _json_ready(value: Any) -> Any:
+    # Added tokens come as AddedToken objects: their text is what a client needs.
+    if hasattr(value, "content"):
+        return value.content
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -7,9 +7,10 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.classify import ClassifyRequest
+from protocol.pooling import PoolingRequest
 from protocol.scoring import RerankRequest, ScoreRequest
-from protocol.tei import PredictRequest
-from protocol.tokenize import TokenizeRequest
+from protocol.tei import PredictRequest, TeiRerankRequest
+from protocol.tokenize import DetokenizeRequest, TokenizeRequest
 
 T = TypeVar("T")
 
@@ -18,7 +19,10 @@ classify_decoder = msgspec.json.Decoder(ClassifyRequest)
 predict_decoder = msgspec.json.Decoder(PredictRequest)
 score_decoder = msgspec.json.Decoder(ScoreRequest)
 rerank_decoder = msgspec.json.Decoder(RerankRequest)
+tei_rerank_decoder = msgspec.json.Decoder(TeiRerankRequest)
 tokenize_decoder = msgspec.json.Decoder(TokenizeRequest)
+detokenize_decoder = msgspec.json.Decoder(DetokenizeRequest)
+pooling_decoder = msgspec.json.Decoder(PoolingRequest)
 
 
 class RequestDecodeError(ValueError):

@@ -1,4 +1,4 @@
-"""`POST /score` and `POST /rerank` (and `/v1/…`): vLLM's cross-encoder routes."""
+"""`POST /score` and `POST /rerank` (and `/v1/…`, `/v2/rerank`): vLLM's cross-encoder routes."""
 
 from __future__ import annotations
 
@@ -9,14 +9,27 @@ import msgspec
 from protocol.classify import Usage
 
 _Truncate = Annotated[int, msgspec.Meta(ge=-1)] | None
+# One text or a list; as vLLM's ScoreInputs (text only).
+_Texts = str | list[str]
+# Per-text token cap, vLLM's `max_tokens_per_doc`; checked by the route (a positive integer).
+_PerDoc = int | None
 
 
 class ScoreRequest(msgspec.Struct, kw_only=True):
     model: str | None = None
-    # One against one, one against many, or many against as many, as in vLLM.
-    text_1: str | list[str]
-    text_2: str | list[str]
+    # One pair of fields, as in vLLM: `text_1`/`text_2`, `queries`/`documents`,
+    # `queries`/`items` or `data_1`/`data_2`. One against one, one against many, or many
+    # against as many. Where several pairs are complete, vLLM's order decides (the route).
+    text_1: _Texts | None = None
+    text_2: _Texts | None = None
+    queries: _Texts | None = None
+    documents: _Texts | None = None
+    items: _Texts | None = None
+    data_1: _Texts | None = None
+    data_2: _Texts | None = None
     truncate_prompt_tokens: _Truncate = None
+    # Cut each second text to its first k tokens before pairing.
+    max_tokens_per_doc: _PerDoc = None
     use_activation: bool | None = None
     activation: bool | None = None
     priority: int = 0
@@ -38,14 +51,26 @@ class ScoreResponse(msgspec.Struct):
     object: str = "list"
 
 
+class RerankInput(msgspec.Struct):
+    """A document as an object (Cohere v1 SDK, Jina, litellm); other fields are ignored."""
+
+    text: str
+
+
 class RerankRequest(msgspec.Struct, kw_only=True):
+    """vLLM's rerank body, also Cohere's v1 and v2 and Jina's (unknown fields such as
+    `return_documents` and `rank_fields` are ignored, as vLLM ignores them)."""
+
     model: str | None = None
     query: str
-    documents: list[str]
+    documents: list[str | RerankInput]
     # 0 (or absent): every document, best first.
     top_n: Annotated[int, msgspec.Meta(ge=0)] = 0
     truncate_prompt_tokens: _Truncate = None
+    # Cut each document to its first k tokens before pairing it with the query.
+    max_tokens_per_doc: _PerDoc = None
     use_activation: bool | None = None
+    activation: bool | None = None
     priority: int = 0
     request_id: str | None = None
 
@@ -61,6 +86,7 @@ class RerankResult(msgspec.Struct):
 
 
 class RerankUsage(msgspec.Struct):
+    prompt_tokens: int
     total_tokens: int
 
 

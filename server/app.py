@@ -15,10 +15,10 @@ from engine import Engine, EngineConfig
 from engine.model.runner import ModelRunner
 from server.config import ServerConfig
 from server.dispatch import HotPaths
-from server.errors import handle_exception
+from server.errors import exception_handlers
 from server.metrics import server_metrics
-from server.middleware import ApiKeyMiddleware
-from server.routes import OPEN_PATHS, model_routes, routes
+from server.middleware import ApiKeyMiddleware, RequestIdMiddleware
+from server.routes import ERRORS, OPEN_PATHS, model_routes, routes
 from server.state import AppState
 
 
@@ -55,15 +55,22 @@ def create_app(
             )
             yield
 
+    # Every error Starlette answers itself (unknown path, wrong method, an escaped exception)
+    # is JSON in the path's error flavour, not its plain text.
     starlette = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={Exception: handle_exception}
+        routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(ERRORS)
     )
     stack = list(middleware)
     if settings.api_keys:
         # Innermost: no route, hot or not, is reached without a key, while the other middleware
         # still sees the refusals (and a CORS middleware answers preflights, which carry none).
-        stack.append(Middleware(ApiKeyMiddleware, keys=settings.api_keys, open_paths=OPEN_PATHS))
-    app: ASGIApp = HotPaths(starlette, model_routes)
+        stack.append(
+            Middleware(
+                ApiKeyMiddleware, keys=settings.api_keys, open_paths=OPEN_PATHS, errors=ERRORS
+            )
+        )
+    # The model routes set their own request id; everything else gets one around Starlette.
+    app: ASGIApp = HotPaths(starlette, model_routes, RequestIdMiddleware(starlette))
     for cls, args, kwargs in reversed(stack):
         app = cls(app, *args, **kwargs)
     return app

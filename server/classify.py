@@ -1,4 +1,4 @@
-"""`POST /classify`, `/v1/classify` (vLLM, SGLang) and `/invocations` (SageMaker)."""
+"""`POST /classify` and `/v1/classify` (vLLM, SGLang); `/invocations` dispatches here too."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from starlette.responses import Response
 
 from engine import ClassifyOptions, ClassifyResult, InvalidInput, Prompts
 from engine.activation import Activation, activate, argmax
-from protocol.classify import ClassifyData, ClassifyResponse, Usage
+from protocol.classify import ClassifyData, ClassifyRequest, ClassifyResponse, Usage
 from protocol.codec import classify_decoder, decode
 from server.errors import bad_request
 from server.http import Call, check_model
-from server.prompts import activation_of, input_names, options_of, prompts_of
+from server.prompts import (
+    activation_of,
+    check_truncation,
+    input_names,
+    options_of,
+    prompts_of,
+    vllm_error,
+)
 from server.responses import MsgspecResponse
 from server.state import AppState
 
@@ -71,19 +78,32 @@ def timing_headers(call: Call, result: ClassifyResult) -> dict[str, str]:
     }
 
 
-async def classify(body: bytes, state: AppState, call: Call) -> Response:
-    req = decode(classify_decoder, body)
+async def classified(
+    req: ClassifyRequest, state: AppState, call: Call
+) -> tuple[str, list[list[float]], ClassifyResult]:
+    """A decoded classify (or pooling) request → the served name, activated rows, figures."""
     call.adopt(req.request_id, req.rid)
     model = check_model(state, req.model)
-    info = state.engine.info
     kind = activation_of(req, state.default_activation)
+    check_truncation(req.truncate_prompt_tokens, state.engine.max_model_len)
     options = options_of(req, state.config.auto_truncate)
     try:
         prompts = await prompts_of(req, state.engine)
         check_batch_size(state, len(prompts), "input")
         rows, result = await classify_prompts(state, prompts, options, kind)
     except InvalidInput as exc:
-        raise input_names(req).error(exc) from exc
+        raise vllm_error(input_names(req), exc) from exc
+    return model, rows, result
+
+
+async def classify(body: bytes, state: AppState, call: Call) -> Response:
+    return await respond(decode(classify_decoder, body), state, call)
+
+
+async def respond(req: ClassifyRequest, state: AppState, call: Call) -> Response:
+    """A decoded classify request's answer (server/sglang.py checks its own rules first)."""
+    model, rows, result = await classified(req, state, call)
+    info = state.engine.info
     data = [
         ClassifyData(index, info.labels[argmax(probs)], probs, len(probs))
         for index, probs in enumerate(rows)

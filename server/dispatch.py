@@ -16,9 +16,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class HotPaths:
-    def __init__(self, app: Starlette, routes: Mapping[str, ASGIApp]) -> None:
+    """`routes` by exact path for a POST; everything else to `rest`, which is `app` or wraps it
+    (the request id middleware)."""
+
+    def __init__(
+        self, app: Starlette, routes: Mapping[str, ASGIApp], rest: ASGIApp | None = None
+    ) -> None:
         self.app = app
         self.routes = dict(routes)
+        self.rest = app if rest is None else rest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -27,4 +33,4 @@ class HotPaths:
                 scope["app"] = self.app  # what Starlette sets, for Request.app
                 await route(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self.rest(scope, receive, send)

@@ -1,12 +1,16 @@
-"""The one place that knows HTTP status codes: every error becomes docs/API.md's envelope, and
-the engine's 400s take the names the route's body gives things (WireNames)."""
+"""The one place that knows HTTP status codes: every error becomes its route family's envelope
+(vLLM's, SGLang's; `Envelope`), and the engine's 400s take the names the route's body gives
+things (WireNames)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,7 +26,7 @@ from engine.errors import (
     Overloaded,
 )
 from protocol.codec import RequestDecodeError
-from protocol.errors import ErrorInfo, ErrorResponse
+from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse
 from server.responses import MsgspecResponse
 
 logger = logging.getLogger("classifyd.server")
@@ -40,6 +44,19 @@ class ApiError(Exception):
         self.type = type_
         self.message = message
         self.param = param
+
+
+class RouterError(ApiError):
+    """An error of the routing itself (no such path, a method the path does not take), typed
+    as the path's family types its framework's own errors."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, "", message)
+
+
+# Any exception → a route's error response (`to_response`, `sglang_response`, or a peer's own
+# flavour beside this module); each TABLE entry names its own.
+ErrorMapper = Callable[[BaseException, str | None], Response]
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
@@ -92,32 +109,92 @@ ENGINE_ERRORS: tuple[tuple[type[EngineError], int, str], ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """How one route family writes an error: `render` turns (status, type, message, param)
+    into the body; `router_type` is the type its framework gives the errors it raises itself
+    (unknown path, wrong method)."""
+
+    render: Callable[[int, str, str, str | None], Any]
+    router_type: Callable[[int], str]
+
+
+def _nested(status: int, type_: str, message: str, param: str | None) -> ErrorResponse:
+    return ErrorResponse(ErrorInfo(message=message, type=type_, param=param, code=status))
+
+
+def _flat(status: int, type_: str, message: str, param: str | None) -> FlatErrorResponse:
+    return FlatErrorResponse(message=message, type=type_, param=param, code=status)
+
+
+# vLLM (and the routes it has no peer for): {"error": {...}}; FastAPI's own 404/405 there
+# are typed by the status's phrase ("Not Found").
+VLLM = Envelope(_nested, lambda status: HTTPStatus(status).phrase)
+# SGLang: {"object": "error", "message", ...} at the top; its own 404/405 typed "404".
+SGLANG = Envelope(_flat, str)
+
+
 def error_response(
-    status: int, type_: str, message: str, param: str | None = None, request_id: str | None = None
+    status: int,
+    type_: str,
+    message: str,
+    param: str | None = None,
+    request_id: str | None = None,
+    envelope: Envelope = VLLM,
 ) -> Response:
+    body = envelope.render(status, type_, message, param)
     headers = {"x-request-id": request_id} if request_id else {}
     if status == 429 or status == 503:
         headers["retry-after"] = str(RETRY_AFTER_S)
-    body = ErrorResponse(ErrorInfo(message=message, type=type_, param=param, code=status))
     return MsgspecResponse(body, status_code=status, headers=headers)
 
 
-def to_response(exc: BaseException, request_id: str | None = None) -> Response:
+def to_response(
+    exc: BaseException, request_id: str | None = None, envelope: Envelope = VLLM
+) -> Response:
     """Map any exception to the envelope; unknown ones are a logged 500."""
+    if isinstance(exc, RouterError):
+        type_ = envelope.router_type(exc.status)
+        return error_response(exc.status, type_, exc.message, None, request_id, envelope)
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.type, exc.message, exc.param, request_id)
+        return error_response(exc.status, exc.type, exc.message, exc.param, request_id, envelope)
     if isinstance(exc, RequestDecodeError):
-        return error_response(400, "BadRequestError", exc.message, exc.param, request_id)
+        return error_response(400, "BadRequestError", exc.message, exc.param, request_id, envelope)
     if isinstance(exc, EngineError):
         # A 400 that no route's WireNames translated keeps the engine's name for its argument.
         param = exc.param if isinstance(exc, InvalidInput) else None
         for cls, status, type_ in ENGINE_ERRORS:
             if isinstance(exc, cls):
-                return error_response(status, type_, exc.message, param, request_id)
+                return error_response(status, type_, exc.message, param, request_id, envelope)
     logger.error("unhandled error", exc_info=exc)
-    return error_response(500, "InternalServerError", "Internal server error.", None, request_id)
+    return error_response(
+        500, "InternalServerError", "Internal server error.", None, request_id, envelope
+    )
 
 
-async def handle_exception(request: Request, exc: Exception) -> Response:
-    """Starlette exception handler: the last line of defence for anything a route missed."""
-    return to_response(exc, request.headers.get("x-request-id"))
+def sglang_response(exc: BaseException, request_id: str | None = None) -> Response:
+    """`to_response` in SGLang's envelope (its /v1/classify)."""
+    return to_response(exc, request_id, SGLANG)
+
+
+ExceptionHandler = Callable[[Request, Exception], Any]
+
+
+def exception_handlers(errors: Mapping[str, ErrorMapper]) -> dict[Any, ExceptionHandler]:
+    """Starlette's handlers: each answers in the error flavour of the path's route (`errors`,
+    by path; vLLM's for a path no route has). The request id header is added around them
+    (server/middleware.py)."""
+
+    async def router_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404 (no route) and 405 (with `Allow`), as JSON, not its plain text.
+        assert isinstance(exc, HTTPException)
+        errors_of = errors.get(request.url.path, to_response)
+        response = errors_of(RouterError(exc.status_code, str(exc.detail)), None)
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # The last line of defence for anything a route missed.
+        return errors.get(request.url.path, to_response)(exc, None)
+
+    return {HTTPException: router_error, Exception: unexpected}

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from server.errors import ApiError, bad_request, not_found, to_response
+from server.errors import ApiError, ErrorMapper, bad_request, not_found, to_response
 from server.logs import ACCESS
 from server.state import AppState, state_of
 
@@ -74,8 +74,9 @@ class ModelRoute:
     time on the hottest path.
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, errors: ErrorMapper = to_response) -> None:
         self.handler = handler
+        self.errors = errors
         self.__name__ = handler.__name__  # Route names itself after its endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,7 +95,7 @@ class ModelRoute:
             # The client went away while sending its body: nobody to answer.
             response = Response(status_code=499)
         except Exception as exc:
-            response = to_response(exc, call.request_id)
+            response = self.errors(exc, call.request_id)
         response.headers.setdefault("x-request-id", call.request_id)
         status = response.status_code
         state.metrics.answered(status)

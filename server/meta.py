@@ -1,4 +1,5 @@
-"""Routes about the server rather than the model's answers: health, models, info, metrics."""
+"""Routes about the server rather than the model's answers: health, models, info, metrics,
+and the tokenizer's (tokenize, detokenize, tokenizer_info)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from protocol.codec import decode, tokenize_decoder
+from protocol.codec import decode, detokenize_decoder, tokenize_decoder
 from protocol.models import Info, Limits, ModelCard, ModelList, Version
-from protocol.tokenize import TokenizeResponse
+from protocol.tokenize import DetokenizeResponse, TokenizeResponse
 from server import __version__
-from server.errors import error_response
+from server.errors import bad_request, error_response
 from server.http import Call, check_model
+from server.prompts import text_messages
 from server.responses import MsgspecResponse
 from server.state import AppState, state_of
 
@@ -87,9 +89,53 @@ async def metrics(request: Request) -> Response:
 
 
 async def tokenize(body: bytes, state: AppState, call: Call) -> Response:
+    """vLLM's /tokenize: a `prompt`, or chat `messages` rendered with the chat template."""
     req = decode(tokenize_decoder, body)
     check_model(state, req.model)
-    ids = await state.engine.tokenize(req.prompt, add_special_tokens=req.add_special_tokens)
+    engine = state.engine
+    if req.messages is not None:
+        if req.prompt is not None:
+            raise bad_request("Send either `prompt` or `messages`, not both.", "messages")
+        if not req.messages:
+            raise bad_request("`messages` must not be an empty list.", "messages")
+        kwargs = dict(req.chat_template_kwargs or {})
+        if req.tools is not None:
+            kwargs["tools"] = req.tools
+        # vLLM's default is true here, unless the final message is to be continued.
+        generation = req.add_generation_prompt
+        if generation is None:
+            generation = not req.continue_final_message
+        text = await engine.render_chat(
+            text_messages(req.messages),
+            add_generation_prompt=generation,
+            continue_final_message=req.continue_final_message,
+            chat_template_kwargs=kwargs,
+        )
+        special = False
+    elif req.prompt is None:
+        raise bad_request("Send `prompt` (a string) or `messages` (a chat).")
+    else:
+        text, special = req.prompt, True
+    if req.add_special_tokens is not None:
+        special = req.add_special_tokens
+    ids = await engine.tokenize(text, add_special_tokens=special)
     return MsgspecResponse(
-        TokenizeResponse(tokens=ids, count=len(ids), max_model_len=state.engine.max_model_len)
+        TokenizeResponse(
+            count=len(ids),
+            max_model_len=engine.max_model_len,
+            tokens=ids,
+            token_strs=engine.token_strings(ids) if req.return_token_strs else None,
+        )
     )
+
+
+async def detokenize(body: bytes, state: AppState, call: Call) -> Response:
+    """vLLM's /detokenize: token ids back to text; an id outside the vocabulary is a 400."""
+    req = decode(detokenize_decoder, body)
+    check_model(state, req.model)
+    return MsgspecResponse(DetokenizeResponse(prompt=await state.engine.detokenize(req.tokens)))
+
+
+async def tokenizer_info(request: Request) -> Response:
+    """vLLM's /tokenizer_info: the tokenizer's configuration and class name."""
+    return MsgspecResponse(state_of(request).engine.tokenizer_config())

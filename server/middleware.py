@@ -3,28 +3,71 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import error_response
+from server.errors import ApiError, ErrorMapper, to_response
+from server.http import new_request_id
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's `X-Request-Id`, else a fresh one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode("latin-1")
+    return new_request_id()
+
+
+class RequestIdMiddleware:
+    """`x-request-id` on every answer Starlette gives (GET routes, 404s, 405s, 500s): the
+    client's, else a fresh one. The model routes set their own (it may come from the body), so
+    HotPaths dispatches them around this."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:
+                    headers.append("x-request-id", request_id)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class ApiKeyMiddleware:
-    """`Authorization: Bearer <key>` on every path but `open_paths`; 401 in the envelope."""
+    """`Authorization: Bearer <key>` on every path but `open_paths`; 401 in the path's error
+    flavour (`errors`, by path; vLLM's envelope elsewhere), with a request id."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...], open_paths: Collection[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: tuple[str, ...],
+        open_paths: Collection[str],
+        errors: Mapping[str, ErrorMapper] | None = None,
+    ) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
         self.open_paths = frozenset(open_paths)
+        self.errors = dict(errors or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        response = error_response(
+        refusal = ApiError(
             401, "AuthenticationError", "A valid API key is required: Authorization: Bearer <key>."
         )
+        response = self.errors.get(scope["path"], to_response)(refusal, request_id_of(scope))
         response.headers["www-authenticate"] = "Bearer"
         await response(scope, receive, send)
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from protocol.errors import ErrorResponse
-from protocol.tei import Prediction
+from protocol.tei import Prediction, Rank, TeiError, TeiRerankRequest
 from server import __version__
 
 _REF = "#/components/schemas/{name}"
@@ -23,6 +23,8 @@ _ERRORS = {
     "401": "Missing or wrong API key (when the server has keys).",
     "404": "Unknown model, or a route this model cannot answer.",
     "413": "The body is larger than --max-body-bytes.",
+    "422": "TEI: a body of the wrong shape, a prompt too long, or too many inputs.",
+    "424": "TEI: the model cannot answer this (rerank on a classifier), or failed.",
     "429": "Admission limit reached; retry after `Retry-After` seconds.",
     "500": "The model failed on this request's batch.",
     "503": "The engine is not ready, is shutting down, or its worker died.",
@@ -31,6 +33,10 @@ _ERRORS = {
 # union of two list types, so it is written by hand).
 _ONE = {"type": "array", "items": {"$ref": _REF.format(name="Prediction")}}
 PREDICTIONS = {"anyOf": [_ONE, {"type": "array", "items": _ONE}]}
+# TEI's rerank answer: a bare list of ranks.
+RANKS = {"type": "array", "items": {"$ref": _REF.format(name="Rank")}}
+# What TEI's routes answer on error (server/tei_errors.py).
+TEI_ERRORS = ("400", "413", "422", "424", "429", "500", "503")
 
 # What every model route can answer besides 200 (server/http.py's ModelRoute and the engine).
 _MODEL_ERRORS = ("400", "404", "413", "429", "500", "503")
@@ -41,8 +47,8 @@ class Doc:
     """What /openapi.json says of one route's operations."""
 
     summary: str
-    # A model route's body struct.
-    request: type | None = None
+    # A model route's body: a struct, or a JSON schema.
+    request: Any = None
     # The 200 body: a struct, or a JSON schema; None when the answer has no body.
     response: Any = None
     ok: str = "OK"
@@ -50,6 +56,8 @@ class Doc:
     # A route's own errors; a model route's are _MODEL_ERRORS, and 401 is added for every
     # route that needs a key.
     errors: tuple[str, ...] = ()
+    # The error body: docs/API.md's envelope, or a peer's (a struct, or a JSON schema).
+    error_body: Any = ErrorResponse
 
 
 class Documented(Protocol):
@@ -73,10 +81,8 @@ def _content(schema: Any, media_type: str = "application/json") -> dict[str, Any
     return {media_type: {"schema": schema}}
 
 
-def _errors(codes: Iterable[str]) -> dict[str, Any]:
-    return {
-        code: {"description": _ERRORS[code], "content": _content(ErrorResponse)} for code in codes
-    }
+def _errors(codes: Iterable[str], body: Any = ErrorResponse) -> dict[str, Any]:
+    return {code: {"description": _ERRORS[code], "content": _content(body)} for code in codes}
 
 
 def _operation(entry: Documented) -> dict[str, Any]:
@@ -87,18 +93,21 @@ def _operation(entry: Documented) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": doc.summary}
     if doc.request is not None:
         operation["requestBody"] = {"required": True, "content": _content(doc.request)}
-    errors = set(_MODEL_ERRORS if entry.model else doc.errors)
+    # A model route's errors are _MODEL_ERRORS unless its Doc lists its own (a peer's).
+    errors = set(doc.errors or (_MODEL_ERRORS if entry.model else ()))
     if not entry.open:
         errors.add("401")
-    operation["responses"] = {"200": ok, **_errors(sorted(errors))}
+    operation["responses"] = {"200": ok, **_errors(sorted(errors), doc.error_body)}
     return operation
 
 
 def document(table: Iterable[Documented]) -> dict[str, Any]:
     """The OpenAPI document of `table`, its paths in the table's order."""
     table = list(table)
-    structs: list[Any] = [ErrorResponse, Prediction]
-    structs += [s for entry in table for s in (entry.doc.request, entry.doc.response)]
+    structs: list[Any] = [ErrorResponse, Prediction, TeiError, TeiRerankRequest, Rank]
+    structs += [
+        s for entry in table for s in (entry.doc.request, entry.doc.response, entry.doc.error_body)
+    ]
     types = list(dict.fromkeys(s for s in structs if isinstance(s, type)))
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     paths: dict[str, Any] = {}

@@ -6,12 +6,13 @@ named on the wire by the route's WireNames.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from engine import ClassifyOptions, Engine
+from engine import ClassifyOptions, Engine, InvalidInput
 from engine.activation import Activation
+from engine.errors import InputTooLong
 from protocol.classify import ClassifyRequest
-from server.errors import WireNames, bad_request
+from server.errors import ApiError, WireNames, bad_request
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ async def prompts_of(req: ClassifyRequest, engine: Engine) -> list[str] | list[l
         if not req.messages:
             raise bad_request("`messages` must not be an empty list.", "messages")
         text = await engine.render_chat(
-            req.messages,
+            text_messages(req.messages),
             add_generation_prompt=req.add_generation_prompt,
             continue_final_message=req.continue_final_message,
             chat_template_kwargs=req.chat_template_kwargs,
@@ -57,6 +58,63 @@ async def prompts_of(req: ClassifyRequest, engine: Engine) -> list[str] | list[l
     if isinstance(first, int):
         return [[_shaped(item, int, i) for i, item in enumerate(value)]]
     return [_shaped(item, list, i) for i, item in enumerate(value)]
+
+
+# Content parts that carry text, in OpenAI's chat form and its Responses form.
+_TEXT_PARTS = ("text", "input_text")
+
+
+def text_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages whose `content` is a list of parts, with their text parts joined by newlines
+    into one string, as vLLM does for a template that reads strings; any other part is a 400."""
+    out = messages
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        texts: list[str] = []
+        for j, part in enumerate(content):
+            if isinstance(part, str):
+                texts.append(part)
+                continue
+            kind = part.get("type") if isinstance(part, dict) else None
+            text = part.get("text") if isinstance(part, dict) else None
+            if kind not in _TEXT_PARTS or not isinstance(text, str):
+                raise bad_request(
+                    f"`messages[{i}].content[{j}]` is not a text part (type {kind!r}); this "
+                    "model reads text only: send parts of type 'text' with a string `text`.",
+                    "messages",
+                )
+            texts.append(text)
+        if out is messages:
+            out = list(messages)
+        out[i] = {**message, "content": "\n".join(texts)}
+    return out
+
+
+def check_truncation(asked: int | None, max_model_len: int) -> None:
+    """vLLM's refusal of a truncation longer than the model, word for word (clients match it)."""
+    if asked is not None and asked > max_model_len:
+        raise bad_request(
+            f"truncate_prompt_tokens={asked} cannot be greater than max_model_len - "
+            f"max_output_tokens = {max_model_len}. Please request a smaller truncation size. "
+            f"(parameter=truncate_prompt_tokens, value={asked})",
+            "truncate_prompt_tokens",
+        )
+
+
+def vllm_error(names: WireNames, exc: InvalidInput) -> ApiError:
+    """The engine's 400 on a vLLM route: an over-long prompt in vLLM's words ("Please reduce
+    the length of the input prompt.", which clients match), the rest as `names` says."""
+    if isinstance(exc, InputTooLong):
+        return bad_request(
+            f"You passed {exc.length} input tokens and requested 0 output tokens. However, "
+            f"the model's context length is only {exc.limit} tokens, resulting in a maximum "
+            f"input length of {exc.limit} tokens. Please reduce the length of the input "
+            f"prompt. (parameter=input_tokens, value={exc.length})",
+            "input_tokens",
+        )
+    return names.error(exc)
 
 
 def _shaped(item: object, kind: type[T], index: int) -> T:

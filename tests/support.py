@@ -19,16 +19,28 @@ def free_port() -> int:
         return port
 
 
+# The paths that answer SGLang's flat envelope instead of vLLM's nested one.
+SGLANG_PATHS = frozenset({"/v1/classify"})
+
+
 def assert_error(
     response: httpx.Response, status: int, type_: str, param: str | None = None
 ) -> dict[str, Any]:
-    """docs/API.md's envelope: {"error": {message, type, param, code}} and nothing else; `param`
-    names the offending field, null when the error is not about one."""
+    """docs/API.md's envelope: {"error": {message, type, param, code}} and nothing else, or on
+    SGLang's paths {"object": "error", message, type, param, code}; `param` names the offending
+    field, null when the error is not about one. Returns the fields without `object`."""
     assert response.status_code == status, (response.status_code, response.text[:500])
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
+    # A response built by hand (the soak's raw client) has no request: not an SGLang path.
+    path = response.request.url.path if response._request is not None else None
+    if path in SGLANG_PATHS:
+        assert list(body) == ["object", "message", "type", "param", "code"], body
+        assert body.pop("object") == "error", body
+        error = body
+    else:
+        assert set(body) == {"error"}, body
+        error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
     assert error["type"] == type_, error
     assert error["param"] == param, error
@@ -69,3 +81,15 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+def assert_tei_error(response: httpx.Response, status: int, error_type: str) -> str:
+    """TEI's error body on its routes: {"error": str, "error_type": kind} and nothing else;
+    returns the message."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"error", "error_type"}, body
+    assert body["error_type"] == error_type, body
+    assert isinstance(body["error"], str) and body["error"], body
+    return str(body["error"])

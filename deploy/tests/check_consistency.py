@@ -109,6 +109,7 @@ def server_metrics() -> dict[str, tuple[str, set[str]]]:
     from server.metrics import ServerMetrics
 
     engine = EngineMetrics("consistency-check")
+    engine.size_prompts(512)  # the series sized by the model's length, as a started engine has
     served = ServerMetrics(engine.registry)
     out: dict[str, tuple[str, set[str]]] = {}
     for value in [*vars(engine).values(), *vars(served).values()]:

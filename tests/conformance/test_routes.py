@@ -8,7 +8,7 @@ import pytest
 
 from tests.builders import sentences
 from tests.conformance.conftest import LABELS, Live, Reference, close, long_text, sigmoid
-from tests.support import assert_error, probs_of, softmax
+from tests.support import assert_error, assert_tei_error, probs_of, softmax
 
 TEXTS = sentences(4, seed=33, max_words=15)
 TIMING = ("x-tokenization-time", "x-queue-time", "x-inference-time", "x-total-time")
@@ -63,24 +63,23 @@ def test_predict_pair_goes_through_the_tokenizer_as_a_pair(clf: Live, bert_ref: 
 
 
 def test_predict_batch(clf: Live, bert_ref: Reference) -> None:
-    inputs = [TEXTS[0], [TEXTS[1], TEXTS[2]], TEXTS[3], [TEXTS[3], TEXTS[0]]]
+    # TEI's batch: a list of `[text]` and `[a, b]` lists.
+    inputs = [[TEXTS[0]], [TEXTS[1], TEXTS[2]], [TEXTS[3]], [TEXTS[3], TEXTS[0]]]
     response = clf.post("/predict", {"inputs": inputs})
     assert response.status_code == 200, response.text
     body = response.json()
     assert isinstance(body, list) and len(body) == len(inputs)
     for item, got in zip(inputs, body, strict=True):
-        logits = bert_ref.logits(item) if isinstance(item, str) else bert_ref.logits(*item)
-        _same_predictions(got, _ranked(softmax(logits)))
+        _same_predictions(got, _ranked(softmax(bert_ref.logits(*item))))
 
 
-def test_predict_batch_of_strings_and_of_one(clf: Live, bert_ref: Reference) -> None:
-    three = clf.post("/predict", {"inputs": TEXTS[:3]}).json()
-    assert len(three) == 3
-    for text, got in zip(TEXTS[:3], three, strict=True):
-        _same_predictions(got, _ranked(softmax(bert_ref.logits(text))))
-    # One text in a list is a batch of one: a list of lists.
+def test_predict_one_text_in_a_list_is_one_text(clf: Live, bert_ref: Reference) -> None:
+    # As TEI reads it (its PredictInput): `[text]` is a single input, `[[text]]` a batch of
+    # one, and three bare strings are no input at all (see test_tei_compat.py).
     one = clf.post("/predict", {"inputs": [TEXTS[0]]}).json()
-    assert len(one) == 1 and isinstance(one[0], list)
+    _same_predictions(one, _ranked(softmax(bert_ref.logits(TEXTS[0]))))
+    batch = clf.post("/predict", {"inputs": [[TEXTS[0]]]}).json()
+    assert len(batch) == 1 and batch[0] == one
 
 
 def test_predict_raw_scores(clf: Live, bert_ref: Reference) -> None:
@@ -91,9 +90,10 @@ def test_predict_raw_scores(clf: Live, bert_ref: Reference) -> None:
 
 def test_predict_truncate(clf: Live, bert_ref: Reference) -> None:
     text = long_text(200, seed=3)
-    assert_error(clf.post("/predict", {"inputs": text}), 400, "BadRequestError", "input_tokens")
+    message = assert_tei_error(clf.post("/predict", {"inputs": text}), 422, "Validation")
+    assert message.startswith("Input validation error: `inputs` must have less than 128 tokens.")
     refused = clf.post("/predict", {"inputs": text, "truncate": False})
-    assert_error(refused, 400, "BadRequestError", "input_tokens")
+    assert_tei_error(refused, 422, "Validation")
     got = {}
     for direction, side in (("Right", "right"), ("Left", "left"), ("left", "left")):
         body = {"inputs": text, "truncate": True, "truncation_direction": direction}
@@ -108,21 +108,23 @@ def test_predict_truncate(clf: Live, bert_ref: Reference) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "param"),
+    ("body", "status", "kind"),
     [
-        ({"inputs": ""}, "inputs"),
-        ({"inputs": []}, "inputs"),
-        ({"inputs": ["a", ""]}, "inputs[1]"),
-        ({"inputs": ["a", "b", ""]}, "inputs[2]"),
-        ({"inputs": [["a", ""]]}, "inputs[0][1]"),
-        ({"inputs": [["a", "b", "c"]]}, "inputs[0]"),
-        ({"inputs": 5}, "inputs"),
-        ({}, None),
-        ({"inputs": "a", "truncation_direction": "up"}, "truncation_direction"),
+        # TEI's kinds and statuses: an empty text is `Empty` (400), any other refusal of
+        # the body `Validation` (422).
+        ({"inputs": ""}, 400, "Empty"),
+        ({"inputs": []}, 422, "Validation"),
+        ({"inputs": ["a", ""]}, 400, "Empty"),
+        ({"inputs": ["a", "b", ""]}, 422, "Validation"),
+        ({"inputs": [["a", ""]]}, 400, "Empty"),
+        ({"inputs": [["a", "b", "c"]]}, 422, "Validation"),
+        ({"inputs": 5}, 422, "Validation"),
+        ({}, 422, "Validation"),
+        ({"inputs": "a", "truncation_direction": "up"}, 422, "Validation"),
     ],
 )
-def test_predict_bad_requests(clf: Live, body: dict, param: str | None) -> None:
-    assert_error(clf.post("/predict", body), 400, "BadRequestError", param)
+def test_predict_bad_requests(clf: Live, body: dict, status: int, kind: str) -> None:
+    assert_tei_error(clf.post("/predict", body), status, kind)
 
 
 # -- /tokenize ------------------------------------------------------------------------
@@ -137,7 +139,8 @@ def test_tokenize(clf: Live, bert_ref: Reference, special: bool | None) -> None:
     response = clf.post("/tokenize", body)
     assert response.status_code == 200, response.text
     ids = bert_ref.ids(text, add_special_tokens=special is not False)
-    assert response.json() == {"tokens": ids, "count": len(ids), "max_model_len": 128}
+    expected = {"tokens": ids, "count": len(ids), "max_model_len": 128, "token_strs": None}
+    assert response.json() == expected
 
 
 def test_tokenize_with_model_and_errors(clf: Live) -> None:
@@ -392,7 +395,7 @@ FAMILY = [
     ("clf", "/v1/classify", {"input": "hi"}),
     ("clf", "/invocations", {"input": "hi"}),
     ("clf", "/predict", {"inputs": "hi"}),
-    ("clf", "/predict", {"inputs": ["hi", ["a", "b"]]}),
+    ("clf", "/predict", {"inputs": [["hi"], ["a", "b"]]}),
     ("cross", "/score", {"text_1": "a", "text_2": "b"}),
     ("cross", "/v1/score", {"text_1": "a", "text_2": "b"}),
     ("cross", "/rerank", {"query": "a", "documents": ["b"]}),
@@ -441,11 +444,11 @@ def test_auto_truncate(auto: Live, bert_ref: Reference) -> None:
 
 
 def test_predict_mixed_texts_and_pairs(cross: Live, cross_ref: Reference) -> None:
-    inputs = [DOCS[0], [QUERY, DOCS[1]], DOCS[2], [DOCS[3], DOCS[4]]]
+    inputs = [[DOCS[0]], [QUERY, DOCS[1]], [DOCS[2]], [DOCS[3], DOCS[4]]]
     response = cross.post("/predict", {"inputs": inputs})
     assert response.status_code == 200, response.text
     for item, got in zip(inputs, response.json(), strict=True):
-        logit = cross_ref.logits(item)[0] if isinstance(item, str) else cross_ref.logits(*item)[0]
+        logit = cross_ref.logits(*item)[0]
         assert got == [{"label": "LABEL_0", "score": pytest.approx(sigmoid(logit), abs=1e-5)}]
 
 

@@ -87,3 +87,31 @@ async def test_pairs_carry_segment_ids_like_transformers(
         assert got.type_ids == want["token_type_ids"]
     else:
         assert got.type_ids is None
+
+
+@pytest.mark.parametrize("ids_of", ["small", "large"])
+async def test_token_strings_detokenize_and_config_equal_transformers(
+    model_dir: Path, ids_of: str
+) -> None:
+    """vLLM's /tokenize token_strs, /detokenize and /tokenizer_info read these; large id
+    lists are decoded on the pool."""
+    from transformers import AutoTokenizer
+
+    from engine.errors import InvalidInput
+
+    ref = AutoTokenizer.from_pretrained(model_dir)
+    text = " ".join(SMALL if ids_of == "small" else LARGE)
+    ids = ref(text)["input_ids"]
+    assert (len(ids) > INLINE_CHARS // 4) == (ids_of == "large")
+    tokenizer = Tokenizer(str(model_dir), workers=1)
+    try:
+        assert tokenizer.token_strings(ids) == ref.convert_ids_to_tokens(ids)
+        assert await tokenizer.detokenize(ids) == ref.decode(ids)
+        with pytest.raises(InvalidInput, match=r"tokens\[1\]") as raised:
+            await tokenizer.detokenize([ids[0], len(ref)])
+        assert raised.value.param == "tokens"
+        config = tokenizer.config()
+        assert config["tokenizer_class"] == type(ref).__name__
+        assert "vocab_file" not in config
+    finally:
+        tokenizer.close()

@@ -11,9 +11,10 @@ import pytest
 
 from protocol import codec
 from protocol.classify import ClassifyRequest
+from protocol.pooling import PoolingRequest
 from protocol.scoring import RerankRequest, ScoreRequest
 from protocol.tei import PredictRequest
-from protocol.tokenize import TokenizeRequest
+from protocol.tokenize import DetokenizeRequest, TokenizeRequest
 
 
 def _refused(decoder: msgspec.json.Decoder[Any], body: bytes) -> codec.RequestDecodeError:
@@ -81,7 +82,11 @@ def test_score_rerank_predict_tokenize() -> None:
         "Right",
     )
     tokenize = codec.decode(codec.tokenize_decoder, b'{"prompt": "x"}')
-    assert tokenize == TokenizeRequest(prompt="x", model=None, add_special_tokens=True)
+    assert tokenize == TokenizeRequest(prompt="x", model=None, add_special_tokens=None)
+    detokenize = codec.decode(codec.detokenize_decoder, b'{"tokens": [1, 2]}')
+    assert detokenize == DetokenizeRequest(tokens=[1, 2])
+    pooling = codec.decode(codec.pooling_decoder, b'{"input": "x", "task": "classify"}')
+    assert pooling == PoolingRequest(input="x", task="classify")
 
 
 # -- refused --------------------------------------------------------------------------------
@@ -120,10 +125,11 @@ def test_a_wrong_field_is_named(
 @pytest.mark.parametrize(
     ("decoder", "body", "field"),
     [
-        (codec.score_decoder, b'{"text_1": "a"}', "text_2"),
+        # /score's pairs are all optional in the struct; the route names the missing half.
+        (codec.rerank_decoder, b'{"query": "q"}', "documents"),
         (codec.rerank_decoder, b'{"documents": []}', "query"),
         (codec.predict_decoder, b"{}", "inputs"),
-        (codec.tokenize_decoder, b'{"model": "m"}', "prompt"),
+        (codec.detokenize_decoder, b'{"model": "m"}', "tokens"),
     ],
 )
 def test_a_missing_required_field_is_named_in_the_message(
@@ -160,9 +166,7 @@ def test_a_body_that_is_not_json(body: bytes) -> None:
 
 def test_encode_is_compact_json_in_field_order() -> None:
     assert codec.encode({"b": 1, "a": [1.5, None]}) == b'{"b":1,"a":[1.5,null]}'
-    assert codec.encode(TokenizeRequest(prompt="x")) == (
-        b'{"prompt":"x","model":null,"add_special_tokens":true}'
-    )
+    assert codec.encode(DetokenizeRequest(tokens=[1])) == b'{"model":null,"tokens":[1]}'
 
 
 def test_a_classify_request_encodes_only_what_was_set() -> None:

@@ -17,10 +17,12 @@ from protocol.classify import (
     PromptTokensDetails,
     Usage,
 )
-from protocol.errors import ErrorInfo, ErrorResponse
+from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse
 from protocol.models import Info, Limits, ModelCard, ModelList, Version
+from protocol.pooling import PoolingData, PoolingRequest, PoolingResponse
 from protocol.scoring import (
     RerankDocument,
+    RerankInput,
     RerankRequest,
     RerankResponse,
     RerankResult,
@@ -29,8 +31,14 @@ from protocol.scoring import (
     ScoreRequest,
     ScoreResponse,
 )
-from protocol.tei import Prediction, PredictRequest
-from protocol.tokenize import TokenizeRequest, TokenizeResponse
+from protocol.tei import Prediction, PredictRequest, Rank, RerankFields, TeiError, TeiRerankRequest
+from protocol.tokenize import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenizerInfo,
+)
 
 FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     ClassifyRequest: (
@@ -45,6 +53,7 @@ FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     ClassifyResponse: ("id", "created", "model", "data", "usage", "object"),
     ErrorInfo: ("message", "type", "param", "code"),
     ErrorResponse: ("error",),
+    FlatErrorResponse: ("object", "message", "type", "param", "code"),
     ModelCard: ("id", "created", "max_model_len", "object", "owned_by", "root"),
     ModelList: ("data", "object"),
     Version: ("version",),
@@ -57,23 +66,46 @@ FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
         "num_labels", "problem_type", "activation", "dtype", "device", "limits", "quantization",
     ),
     ScoreRequest: (
-        "model", "text_1", "text_2", "truncate_prompt_tokens", "use_activation", "activation",
+        "model", "text_1", "text_2", "queries", "documents", "items", "data_1", "data_2",
+        "truncate_prompt_tokens", "max_tokens_per_doc", "use_activation", "activation",
         "priority", "request_id",
     ),
     ScoreData: ("index", "score", "object"),
     ScoreResponse: ("id", "created", "model", "data", "usage", "object"),
+    RerankInput: ("text",),
     RerankRequest: (
-        "model", "query", "documents", "top_n", "truncate_prompt_tokens", "use_activation",
-        "priority", "request_id",
+        "model", "query", "documents", "top_n", "truncate_prompt_tokens", "max_tokens_per_doc",
+        "use_activation", "activation", "priority", "request_id",
     ),
     RerankDocument: ("text",),
     RerankResult: ("index", "document", "relevance_score"),
-    RerankUsage: ("total_tokens",),
+    RerankUsage: ("prompt_tokens", "total_tokens"),
     RerankResponse: ("id", "model", "usage", "results"),
     PredictRequest: ("inputs", "raw_scores", "truncate", "truncation_direction"),
     Prediction: ("score", "label"),
-    TokenizeRequest: ("prompt", "model", "add_special_tokens"),
-    TokenizeResponse: ("tokens", "count", "max_model_len"),
+    TeiRerankRequest: (
+        "query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction",
+    ),
+    Rank: ("index", "score", "text"),
+    TeiError: ("error", "error_type"),
+    RerankFields: ("texts", "documents"),
+    TokenizeRequest: (
+        "model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
+        "continue_final_message", "chat_template_kwargs", "tools", "return_token_strs",
+    ),
+    TokenizeResponse: ("count", "max_model_len", "tokens", "token_strs"),
+    DetokenizeRequest: ("model", "tokens"),
+    DetokenizeResponse: ("prompt",),
+    TokenizerInfo: ("tokenizer_class",),
+    PoolingRequest: (
+        "model", "input", "messages", "add_generation_prompt", "continue_final_message",
+        "chat_template_kwargs", "truncate_prompt_tokens", "truncation_side",
+        "add_special_tokens", "use_activation", "activation", "normalize", "priority",
+        "request_id", "rid", "user", "task", "encoding_format", "embed_dtype", "endianness",
+        "dimensions",
+    ),
+    PoolingData: ("index", "data", "object"),
+    PoolingResponse: ("id", "created", "model", "data", "usage", "object"),
 }  # fmt: skip
 
 
@@ -86,13 +118,14 @@ def test_every_wire_struct_is_listed() -> None:
     import protocol.classify
     import protocol.errors
     import protocol.models
+    import protocol.pooling
     import protocol.scoring
     import protocol.tei
     import protocol.tokenize
 
     modules = (
-        protocol.classify, protocol.errors, protocol.models, protocol.scoring, protocol.tei,
-        protocol.tokenize,
+        protocol.classify, protocol.errors, protocol.models, protocol.pooling, protocol.scoring,
+        protocol.tei, protocol.tokenize,
     )  # fmt: skip
     found = {
         value
@@ -154,6 +187,14 @@ def test_error_envelope() -> None:
     )
 
 
+def test_flat_error_envelope() -> None:
+    """SGLang's: the fields at the top, `object` first, as its ErrorResponse dumps them."""
+    body = FlatErrorResponse(message="no", type="BadRequestError", param="input", code=400)
+    assert codec.encode(body) == (
+        b'{"object":"error","message":"no","type":"BadRequestError","param":"input","code":400}'
+    )
+
+
 def test_models_and_version() -> None:
     card = ModelCard(id="tiny", created=1, max_model_len=128)
     assert _json(ModelList(data=[card])) == {
@@ -189,22 +230,23 @@ def test_score_and_rerank_responses() -> None:
     assert _json(score)["data"] == [{"index": 0, "score": 0.5, "object": "score"}]
     assert _json(score)["object"] == "list"
     rerank = RerankResponse(
-        "rerank-1", "cross", RerankUsage(9), [RerankResult(1, RerankDocument("d"), 0.9)]
+        "rerank-1", "cross", RerankUsage(9, 9), [RerankResult(1, RerankDocument("d"), 0.9)]
     )
     assert _json(rerank) == {
         "id": "rerank-1",
         "model": "cross",
-        "usage": {"total_tokens": 9},
+        "usage": {"prompt_tokens": 9, "total_tokens": 9},
         "results": [{"index": 1, "document": {"text": "d"}, "relevance_score": 0.9}],
     }
 
 
 def test_prediction_and_tokenize_response() -> None:
     assert codec.encode([Prediction(0.5, "pos")]) == b'[{"score":0.5,"label":"pos"}]'
-    assert _json(TokenizeResponse([101, 102], 2, 128)) == {
-        "tokens": [101, 102],
+    assert _json(TokenizeResponse(2, 128, [101, 102])) == {
         "count": 2,
         "max_model_len": 128,
+        "tokens": [101, 102],
+        "token_strs": None,
     }
 
 

@@ -19,7 +19,7 @@ def _tokens(bert_dir: Path, *texts: str) -> int:
 def test_mixed_predict_reports_both_calls(
     client: TestClient, bert_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    inputs = ["a good film", ["the plot", "was dull"], "awful"]
+    inputs = [["a good film"], ["the plot", "was dull"], ["awful"]]
     with caplog.at_level(logging.INFO, logger="classifyd.access"):
         response = client.post("/predict", json={"inputs": inputs})
     assert response.status_code == 200, response.text
@@ -38,15 +38,19 @@ def test_mixed_predict_reports_both_calls(
 def test_mixed_predict_names_the_bad_item_by_its_place_in_the_request(
     client: TestClient,
 ) -> None:
-    # The pair is the first of its engine call, and the request's item 1.
-    response = client.post("/predict", json={"inputs": ["ok", ["a", "great " * 200]]})
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["param"] == "input_tokens"
-    assert error["message"].startswith("Input 1 has ")
-    empty = client.post("/predict", json={"inputs": ["ok", "fine", ["a", ""]]}).json()["error"]
-    assert empty["param"] == "inputs[2][1]"
-    assert empty["message"] == "`inputs[2][1]` must not be an empty string."
+    # The pair is the first of its engine call, and the request's item 1. TEI's words and
+    # kinds, naming the item.
+    response = client.post("/predict", json={"inputs": [["ok"], ["a", "great " * 200]]})
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["error_type"] == "Validation"
+    assert error["error"].startswith("Input validation error: `inputs[1]` must have less than ")
+    empty = client.post("/predict", json={"inputs": [["ok"], ["fine"], ["a", ""]]})
+    assert empty.status_code == 400
+    assert empty.json() == {
+        "error": "Input validation error: `inputs[2][1]` cannot be empty",
+        "error_type": "Empty",
+    }
 
 
 @pytest.mark.parametrize(
