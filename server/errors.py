@@ -143,10 +143,16 @@ def error_response(
     envelope: Envelope = VLLM,
 ) -> Response:
     body = envelope.render(status, type_, message, param)
+    return MsgspecResponse(body, status_code=status, headers=error_headers(status, request_id))
+
+
+def error_headers(status: int, request_id: str | None) -> dict[str, str]:
+    """The headers of every error answer, whatever its envelope: the request id, and when to
+    retry a refusal that a retry can fix."""
     headers = {"x-request-id": request_id} if request_id else {}
     if status == 429 or status == 503:
         headers["retry-after"] = str(RETRY_AFTER_S)
-    return MsgspecResponse(body, status_code=status, headers=headers)
+    return headers
 
 
 def to_response(

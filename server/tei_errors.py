@@ -8,7 +8,6 @@ server/errors.py stays the one place for the other routes; this maps the same ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import msgspec
 from starlette.responses import Response
@@ -24,7 +23,7 @@ from engine.errors import (
 )
 from protocol.codec import RequestDecodeError
 from protocol.tei import TeiError, TeiErrorType
-from server.errors import RETRY_AFTER_S, ApiError
+from server.errors import ApiError, PromptPath, error_headers
 from server.responses import MsgspecResponse
 
 logger = logging.getLogger("classifyd.server")
@@ -55,7 +54,7 @@ def batch_too_large(count: int, limit: int) -> TeiApiError:
     return TeiApiError("Validation", f"batch size {count} > maximum allowed batch size {limit}")
 
 
-def input_error(exc: InvalidInput, path: Callable[[int, int | None], str]) -> TeiApiError:
+def input_error(exc: InvalidInput, path: PromptPath) -> TeiApiError:
     """An engine 400 in TEI's words; `path` names a prompt by its place in the body."""
     if isinstance(exc, InputTooLong):
         where = path(exc.index, None)
@@ -99,7 +98,5 @@ def _kind(exc: BaseException) -> tuple[int, TeiErrorType, str]:
 def to_tei_response(exc: BaseException, request_id: str | None = None) -> Response:
     """Any exception as TEI's error body; unknown ones are a logged 500."""
     status, error_type, message = _kind(exc)
-    headers = {"x-request-id": request_id} if request_id else {}
-    if status == 429 or status == 503:
-        headers["retry-after"] = str(RETRY_AFTER_S)
+    headers = error_headers(status, request_id)
     return MsgspecResponse(TeiError(message, error_type), status_code=status, headers=headers)

@@ -31,6 +31,10 @@ _fields_decoder = msgspec.json.Decoder(RerankFields)
 def is_tei_rerank(body: bytes) -> bool:
     """TEI's body: `texts` and no `documents`. A body that is no JSON object is vLLM's to
     refuse."""
+    # vLLM's bodies (most of them) never name `texts`: only a body that does is parsed here,
+    # before the handler parses it again.
+    if b'"texts"' not in body:
+        return False
     try:
         fields = _fields_decoder.decode(body)
     except msgspec.DecodeError:
