@@ -55,6 +55,9 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise RequestDecodeError(f"Invalid request: {text}", _param_from(text)) from exc
     except msgspec.DecodeError as exc:
         raise RequestDecodeError(f"The request body is not valid JSON: {exc}", None) from exc
+    except RecursionError as exc:
+        # msgspec's guard against deep nesting (it raises this even for a Raw field).
+        raise RequestDecodeError("The request body is nested too deeply.", None) from exc
 
 
 def encode(obj: Any) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -28,6 +28,9 @@ class ScoreRequest(msgspec.Struct, kw_only=True):
     data_1: _Texts | None = None
     data_2: _Texts | None = None
     truncate_prompt_tokens: _Truncate = None
+    # vLLM's pooling-common field: which end truncate_prompt_tokens cuts (the tokenizer's own
+    # side when absent).
+    truncation_side: Literal["left", "right"] | None = None
     # Cut each second text to its first k tokens before pairing.
     max_tokens_per_doc: _PerDoc = None
     use_activation: bool | None = None
@@ -63,10 +66,12 @@ class RerankRequest(msgspec.Struct, kw_only=True):
 
     model: str | None = None
     query: str
-    documents: list[str | RerankInput]
+    # One bare string is one document, as vLLM reads it.
+    documents: str | list[str | RerankInput]
     # 0 (or absent): every document, best first.
     top_n: Annotated[int, msgspec.Meta(ge=0)] = 0
     truncate_prompt_tokens: _Truncate = None
+    truncation_side: Literal["left", "right"] | None = None
     # Cut each document to its first k tokens before pairing it with the query.
     max_tokens_per_doc: _PerDoc = None
     use_activation: bool | None = None

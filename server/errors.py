@@ -26,7 +26,7 @@ from engine.errors import (
     Overloaded,
 )
 from protocol.codec import RequestDecodeError
-from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse
+from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse, Unauthorized
 from server.responses import MsgspecResponse
 
 logger = logging.getLogger("classifyd.server")
@@ -38,12 +38,21 @@ RETRY_AFTER_S = 1
 class ApiError(Exception):
     """An error the HTTP layer raises itself (unknown model, bad field)."""
 
-    def __init__(self, status: int, type_: str, message: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        param: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_
         self.message = message
         self.param = param
+        # Where vLLM has no such route, FastAPI's `detail` (vLLM's envelope carries it too).
+        self.detail = detail
 
 
 class RouterError(ApiError):
@@ -51,7 +60,15 @@ class RouterError(ApiError):
     as the path's family types its framework's own errors."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, "", message)
+        super().__init__(status, "", message, detail=HTTPStatus(status).phrase)
+
+
+class Unauthenticated(ApiError):
+    """A missing or wrong API key (server/middleware.py). Each flavour answers it as its peer's
+    auth middleware does, not in its error envelope."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "AuthenticationError", "Unauthorized")
 
 
 # Any exception → a route's error response (`to_response`, `sglang_response`, or a peer's own
@@ -63,8 +80,8 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, "BadRequestError", message, param)
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(404, "NotFoundError", message)
+def not_found(message: str, detail: str | None = None) -> ApiError:
+    return ApiError(404, "NotFoundError", message, detail=detail)
 
 
 # A prompt's index in the request (and, for a pair, which of its texts: 0 or 1) → the JSON
@@ -141,8 +158,11 @@ def error_response(
     param: str | None = None,
     request_id: str | None = None,
     envelope: Envelope = VLLM,
+    detail: str | None = None,
 ) -> Response:
     body = envelope.render(status, type_, message, param)
+    if detail is not None and isinstance(body, ErrorResponse):
+        body.detail = detail
     return MsgspecResponse(body, status_code=status, headers=error_headers(status, request_id))
 
 
@@ -159,11 +179,19 @@ def to_response(
     exc: BaseException, request_id: str | None = None, envelope: Envelope = VLLM
 ) -> Response:
     """Map any exception to the envelope; unknown ones are a logged 500."""
+    if isinstance(exc, Unauthenticated):
+        # vLLM and SGLang alike: a bare {"error": "Unauthorized"}.
+        headers = error_headers(exc.status, request_id)
+        return MsgspecResponse(Unauthorized(), status_code=exc.status, headers=headers)
     if isinstance(exc, RouterError):
         type_ = envelope.router_type(exc.status)
-        return error_response(exc.status, type_, exc.message, None, request_id, envelope)
+        return error_response(
+            exc.status, type_, exc.message, None, request_id, envelope, exc.detail
+        )
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.type, exc.message, exc.param, request_id, envelope)
+        return error_response(
+            exc.status, exc.type, exc.message, exc.param, request_id, envelope, exc.detail
+        )
     if isinstance(exc, RequestDecodeError):
         return error_response(400, "BadRequestError", exc.message, exc.param, request_id, envelope)
     if isinstance(exc, EngineError):

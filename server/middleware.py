@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import ApiError, ErrorMapper, to_response
+from server.errors import ErrorMapper, Unauthenticated, to_response
 from server.http import new_request_id
 
 
@@ -45,8 +45,9 @@ class RequestIdMiddleware:
 
 
 class ApiKeyMiddleware:
-    """`Authorization: Bearer <key>` on every path but `open_paths`; 401 in the path's error
-    flavour (`errors`, by path; vLLM's envelope elsewhere), with a request id."""
+    """`Authorization: Bearer <key>` on every path but `open_paths`; a 401 as the path's peer
+    answers it (`errors`, by path; vLLM's elsewhere): `{"error": "Unauthorized"}` from vLLM and
+    SGLang, TEI's bare status. With a request id, and `WWW-Authenticate` (RFC 9110)."""
 
     def __init__(
         self,
@@ -64,9 +65,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in self.open_paths or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        refusal = ApiError(
-            401, "AuthenticationError", "A valid API key is required: Authorization: Bearer <key>."
-        )
+        refusal = Unauthenticated()
         response = self.errors.get(scope["path"], to_response)(refusal, request_id_of(scope))
         response.headers["www-authenticate"] = "Bearer"
         await response(scope, receive, send)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from protocol.errors import ErrorResponse
+from protocol.errors import ErrorResponse, Unauthorized
 from protocol.tei import Prediction, Rank, TeiError, TeiRerankRequest
 from server import __version__
 
@@ -58,6 +58,8 @@ class Doc:
     errors: tuple[str, ...] = ()
     # The error body: docs/API.md's envelope, or a peer's (a struct, or a JSON schema).
     error_body: Any = ErrorResponse
+    # The 401's body, as the route's peer writes it; None: the bare status (TEI).
+    unauthorized_body: Any = Unauthorized
 
 
 class Documented(Protocol):
@@ -94,17 +96,20 @@ def _operation(entry: Documented) -> dict[str, Any]:
     if doc.request is not None:
         operation["requestBody"] = {"required": True, "content": _content(doc.request)}
     # A model route's errors are _MODEL_ERRORS unless its Doc lists its own (a peer's).
-    errors = set(doc.errors or (_MODEL_ERRORS if entry.model else ()))
+    errors = sorted(set(doc.errors or (_MODEL_ERRORS if entry.model else ())))
+    operation["responses"] = {"200": ok, **_errors(errors, doc.error_body)}
     if not entry.open:
-        errors.add("401")
-    operation["responses"] = {"200": ok, **_errors(sorted(errors), doc.error_body)}
+        refused: dict[str, Any] = {"description": _ERRORS["401"]}
+        if doc.unauthorized_body is not None:
+            refused["content"] = _content(doc.unauthorized_body)
+        operation["responses"]["401"] = refused
     return operation
 
 
 def document(table: Iterable[Documented]) -> dict[str, Any]:
     """The OpenAPI document of `table`, its paths in the table's order."""
     table = list(table)
-    structs: list[Any] = [ErrorResponse, Prediction, TeiError, TeiRerankRequest, Rank]
+    structs: list[Any] = [ErrorResponse, Unauthorized, Prediction, TeiError, TeiRerankRequest, Rank]
     structs += [
         s for entry in table for s in (entry.doc.request, entry.doc.response, entry.doc.error_body)
     ]

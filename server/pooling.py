@@ -32,6 +32,19 @@ def _tasks(state: AppState) -> tuple[str, ...]:
     return ("classify", "score") if state.engine.info.num_labels == 1 else ("classify",)
 
 
+def _task_refusal(task: str, supported: tuple[str, ...]) -> str:
+    # vLLM's words: a plugin task needs an IO processor; a classifier's head could pool per
+    # token, but that task is not the one served; any other task the model cannot do.
+    if task == "plugin":
+        return (
+            "No IOProcessor plugin installed. Please refer to the documentation and to the "
+            "'prithvi_geospatial_mae_io_processor' offline inference example for more details."
+        )
+    if task == "token_classify":
+        return f'Try switching the model\'s pooling_task via `PoolerConfig(task="{task}")`'
+    return f"Unsupported task: {task!r} Supported tasks: {supported}"
+
+
 def check_pooling(req: PoolingRequest, state: AppState) -> None:
     """vLLM's refusals, in its order: the model, `dimensions`, a task this model has not."""
     check_model(state, req.model)
@@ -39,7 +52,7 @@ def check_pooling(req: PoolingRequest, state: AppState) -> None:
         raise bad_request("dimensions is currently not supported", "dimensions")
     supported = _tasks(state)
     if req.task is not None and req.task not in supported:
-        raise bad_request(f"Unsupported task: {req.task!r} Supported tasks: {supported}", "task")
+        raise bad_request(_task_refusal(req.task, supported), "task")
     if req.encoding_format in ("bytes", "bytes_only"):
         raise bad_request(
             f"encoding_format {req.encoding_format!r} is not supported here; use 'float' or "

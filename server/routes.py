@@ -91,6 +91,7 @@ _PREDICT = Doc(
     PREDICTIONS,
     errors=TEI_ERRORS,
     error_body=TeiError,
+    unauthorized_body=None,
 )
 _TEI_ROOT = Doc(
     "TEI's root: /predict for a classifier, TEI's /rerank for a one-label model.",
@@ -98,6 +99,7 @@ _TEI_ROOT = Doc(
     {"anyOf": [PREDICTIONS, RANKS]},
     errors=TEI_ERRORS,
     error_body=TeiError,
+    unauthorized_body=None,
 )
 _RERANK_BOTH = Doc(
     "Rank documents for a query (one-label models): vLLM's body, or TEI's (`texts`).",

@@ -26,7 +26,7 @@ from protocol.scoring import (
 from server.classify import check_batch_size, classify_prompts, timing_headers
 from server.errors import WireNames, bad_request, not_found
 from server.http import Call, check_model
-from server.prompts import activation, truncation
+from server.prompts import activation, check_truncation, truncation, vllm_error
 from server.responses import MsgspecResponse
 from server.state import AppState
 
@@ -50,7 +50,9 @@ def _require_one_label(state: AppState, route: str) -> None:
     if labels != 1:
         raise not_found(
             f"{route} needs a model with one output (a cross-encoder or reranker); this model "
-            f"has {labels} labels. Use /classify."
+            f"has {labels} labels. Use /classify.",
+            # vLLM registers no scoring route for such a model: FastAPI's 404 there.
+            detail="Not Found",
         )
 
 
@@ -100,6 +102,7 @@ async def score(body: bytes, state: AppState, call: Call) -> Response:
     (name_1, value_1), (name_2, value_2) = score_pair(req)
     model = check_model(state, req.model)
     _require_one_label(state, "/score")
+    check_truncation(req.truncate_prompt_tokens, state.engine.max_model_len)
     per_doc = _per_doc(req.max_tokens_per_doc)
     first, second = _texts(value_1, name_1), _texts(value_2, name_2)
     check_batch_size(state, max(len(first), len(second)), name_2)
@@ -115,6 +118,7 @@ async def score(body: bytes, state: AppState, call: Call) -> Response:
         second = await state.engine.heads(second, per_doc)
     options = ClassifyOptions(
         truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
+        truncation_side=req.truncation_side,
         priority=req.priority,
     )
     kind = activation(state.default_activation, req.use_activation, req.activation)
@@ -129,7 +133,7 @@ async def score(body: bytes, state: AppState, call: Call) -> Response:
                 _pair_path(name_1, value_1, i) if part == 0 else _pair_path(name_2, value_2, i)
             ),
         )
-        raise names.error(exc) from exc
+        raise vllm_error(names, exc) from exc
     tokens = sum(result.prompt_tokens)
     response = ScoreResponse(
         id=f"score-{call.request_id}",
@@ -146,14 +150,18 @@ async def rerank(body: bytes, state: AppState, call: Call) -> Response:
     call.adopt(req.request_id)
     model = check_model(state, req.model)
     _require_one_label(state, "/rerank")
+    check_truncation(req.truncate_prompt_tokens, state.engine.max_model_len)
     per_doc = _per_doc(req.max_tokens_per_doc)
     # Cohere's v1 SDK, Jina and litellm send `{"text": ...}` objects; the answer echoes the text.
-    documents = [d if isinstance(d, str) else d.text for d in req.documents]
-    documents = _texts(documents, "documents")
+    # One bare string is one document, as vLLM reads it.
+    bare = isinstance(req.documents, str)
+    given = [req.documents] if isinstance(req.documents, str) else req.documents
+    documents = _texts([d if isinstance(d, str) else d.text for d in given], "documents")
     check_batch_size(state, len(documents), "documents")
     scored = documents if per_doc is None else await state.engine.heads(documents, per_doc)
     options = ClassifyOptions(
         truncate_prompt_tokens=truncation(req.truncate_prompt_tokens, state.config.auto_truncate),
+        truncation_side=req.truncation_side,
         priority=req.priority,
     )
     kind = activation(state.default_activation, req.use_activation, req.activation)
@@ -162,8 +170,11 @@ async def rerank(body: bytes, state: AppState, call: Call) -> Response:
             state, [(req.query, d) for d in scored], options, kind
         )
     except InvalidInput as exc:
-        names = WireNames("documents", lambda i, part: "query" if part == 0 else f"documents[{i}]")
-        raise names.error(exc) from exc
+        names = WireNames(
+            "documents",
+            lambda i, part: "query" if part == 0 else "documents" if bare else f"documents[{i}]",
+        )
+        raise vllm_error(names, exc) from exc
     ranked = sorted(range(len(documents)), key=lambda i: -rows[i][0])
     if req.top_n:
         ranked = ranked[: req.top_n]

@@ -23,7 +23,7 @@ from engine.errors import (
 )
 from protocol.codec import RequestDecodeError
 from protocol.tei import TeiError, TeiErrorType
-from server.errors import ApiError, PromptPath, error_headers
+from server.errors import ApiError, PromptPath, Unauthenticated, error_headers
 from server.responses import MsgspecResponse
 
 logger = logging.getLogger("classifyd.server")
@@ -97,6 +97,9 @@ def _kind(exc: BaseException) -> tuple[int, TeiErrorType, str]:
 
 def to_tei_response(exc: BaseException, request_id: str | None = None) -> Response:
     """Any exception as TEI's error body; unknown ones are a logged 500."""
+    if isinstance(exc, Unauthenticated):
+        # TEI's auth layer answers the bare status: no body at all.
+        return Response(status_code=exc.status, headers=error_headers(exc.status, request_id))
     status, error_type, message = _kind(exc)
     headers = error_headers(status, request_id)
     return MsgspecResponse(TeiError(message, error_type), status_code=status, headers=headers)

@@ -37,7 +37,7 @@ def is_tei_rerank(body: bytes) -> bool:
         return False
     try:
         fields = _fields_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return False
     return bool(fields.texts) and not fields.documents
 
@@ -69,7 +69,8 @@ async def rerank_texts(body: bytes, state: AppState, call: Call) -> Response:
         rows, result = await classify_prompts(state, pairs, options, kind)
     except InvalidInput as exc:
         raise input_error(exc, lambda i, part: "query" if part == 0 else f"texts[{i}]") from exc
-    ranked = sorted(range(len(rows)), key=lambda i: -rows[i][0])
+    # TEI sorts ascending and reverses: of equal scores, the later text ranks first.
+    ranked = sorted(range(len(rows)), key=lambda i: (rows[i][0], i), reverse=True)
     ranks = [
         Rank(index=i, score=rows[i][0], text=req.texts[i] if req.return_text else None)
         for i in ranked

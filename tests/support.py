@@ -39,7 +39,8 @@ def assert_error(
         assert body.pop("object") == "error", body
         error = body
     else:
-        assert set(body) == {"error"}, body
+        # `detail`: FastAPI's own word where vLLM has no such route (a router 404/405).
+        assert set(body) - {"detail"} == {"error"}, body
         error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
     assert error["type"] == type_, error
@@ -93,3 +94,22 @@ def assert_tei_error(response: httpx.Response, status: int, error_type: str) -> 
     assert body["error_type"] == error_type, body
     assert isinstance(body["error"], str) and body["error"], body
     return str(body["error"])
+
+
+# TEI's paths: its auth layer answers a 401 with no body.
+TEI_AUTH_PATHS = frozenset({"/predict", "/"})
+
+
+def assert_unauthorized(response: httpx.Response, path: str) -> None:
+    """A missing or wrong API key, as the path's peer answers it: `{"error": "Unauthorized"}`
+    (vLLM, SGLang, and any path no route has), or TEI's bare 401; with `WWW-Authenticate` and
+    `x-request-id` either way."""
+    assert response.status_code == 401, (response.status_code, response.text[:500])
+    assert response.headers["www-authenticate"] == "Bearer", response.headers
+    assert response.headers.get("x-request-id"), response.headers
+    if path in TEI_AUTH_PATHS:
+        assert response.content == b"", response.content
+        assert "content-type" not in response.headers, response.headers
+    else:
+        assert response.headers["content-type"].startswith("application/json"), response.headers
+        assert response.json() == {"error": "Unauthorized"}, response.text

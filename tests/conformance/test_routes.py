@@ -381,7 +381,8 @@ def test_rerank(cross: Live, cross_ref: Reference, route: str, top_n: int | None
         ({"query": "q", "documents": ["d", ""]}, "documents[1]"),
         ({"query": "q", "documents": ["d"], "top_n": -1}, "top_n"),
         ({"query": "q"}, None),
-        ({"query": "q", "documents": "d"}, "documents"),
+        # One bare string is one document (as vLLM reads it); an empty one names the field.
+        ({"query": "q", "documents": ""}, "documents"),
     ],
 )
 def test_rerank_bad_requests(cross: Live, route: str, body: dict, param: str | None) -> None:

@@ -1,6 +1,6 @@
 """text-embeddings-inference, as its clients see it: `/predict`'s reading of `inputs`, TEI's
 `/rerank` body on the shared path, `POST /`, TEI's error body and statuses, its `x-compute-*`
-headers, and huggingface_hub's InferenceClient against a live server."""
+headers (huggingface_hub's InferenceClient: tests/compat)."""
 
 from __future__ import annotations
 
@@ -172,18 +172,3 @@ def test_vllm_rerank_body_is_still_vllms(cross: Live) -> None:
     # Both fields: vLLM's body, vLLM's answer.
     both = cross.post("/rerank", {"query": QUERY, "documents": TEXTS[:2], "texts": ["x"]})
     assert both.status_code == 200 and "results" in both.json()
-
-
-# -- huggingface_hub ---------------------------------------------------------------------
-
-
-def test_inference_client_text_classification(clf: Live, bert_ref: Reference) -> None:
-    hub = pytest.importorskip("huggingface_hub")
-    client = hub.InferenceClient(model=clf.url, timeout=60)
-    got = client.text_classification(TEXTS[3])
-    # huggingface_hub reads element 0 of the answer: against TEI, the top prediction.
-    assert got.label == _top(softmax(bert_ref.logits(TEXTS[3])))
-    assert 0 < got.score <= 1
-    # TEI's error body reaches the caller's exception.
-    with pytest.raises(hub.errors.HfHubHTTPError, match="cannot be empty"):
-        client.text_classification("")

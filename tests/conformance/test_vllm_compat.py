@@ -126,7 +126,7 @@ def test_pooling_one_label_model_lists_score(cross: Live) -> None:
     ("body", "param", "message"),
     [
         ({"input": "a", "task": "embed"}, "task", "Unsupported task: 'embed' Supported tasks: "),
-        ({"input": "a", "task": "token_classify"}, "task", "Unsupported task: "),
+        ({"input": "a", "task": "token_classify"}, "task", "Try switching the model's "),
         ({"input": "a", "task": "nope"}, "task", None),
         ({"input": "a", "dimensions": 8}, "dimensions", "dimensions is currently not supported"),
         ({"input": "a", "encoding_format": "bytes"}, "encoding_format", None),

@@ -17,7 +17,7 @@ from protocol.classify import (
     PromptTokensDetails,
     Usage,
 )
-from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse
+from protocol.errors import ErrorInfo, ErrorResponse, FlatErrorResponse, Unauthorized
 from protocol.models import Info, Limits, ModelCard, ModelList, Version
 from protocol.pooling import PoolingData, PoolingRequest, PoolingResponse
 from protocol.scoring import (
@@ -52,8 +52,9 @@ FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     Usage: ("prompt_tokens", "total_tokens", "completion_tokens", "prompt_tokens_details"),
     ClassifyResponse: ("id", "created", "model", "data", "usage", "object"),
     ErrorInfo: ("message", "type", "param", "code"),
-    ErrorResponse: ("error",),
+    ErrorResponse: ("error", "detail"),
     FlatErrorResponse: ("object", "message", "type", "param", "code"),
+    Unauthorized: ("error",),
     ModelCard: ("id", "created", "max_model_len", "object", "owned_by", "root"),
     ModelList: ("data", "object"),
     Version: ("version",),
@@ -67,15 +68,15 @@ FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     ),
     ScoreRequest: (
         "model", "text_1", "text_2", "queries", "documents", "items", "data_1", "data_2",
-        "truncate_prompt_tokens", "max_tokens_per_doc", "use_activation", "activation",
-        "priority", "request_id",
+        "truncate_prompt_tokens", "truncation_side", "max_tokens_per_doc", "use_activation",
+        "activation", "priority", "request_id",
     ),
     ScoreData: ("index", "score", "object"),
     ScoreResponse: ("id", "created", "model", "data", "usage", "object"),
     RerankInput: ("text",),
     RerankRequest: (
-        "model", "query", "documents", "top_n", "truncate_prompt_tokens", "max_tokens_per_doc",
-        "use_activation", "activation", "priority", "request_id",
+        "model", "query", "documents", "top_n", "truncate_prompt_tokens", "truncation_side",
+        "max_tokens_per_doc", "use_activation", "activation", "priority", "request_id",
     ),
     RerankDocument: ("text",),
     RerankResult: ("index", "document", "relevance_score"),
