@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dashed(arg: str) -> str:
+    """`--hf_overrides` as `--hf-overrides`: vLLM's parser takes either, and so do we."""
+    if not arg.startswith("--"):
+        return arg
+    name, sep, value = arg.partition("=")
+    return name.replace("_", "-") + sep + value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv is None:
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         from default_model import main as build_default
 
         return build_default(argv[1:])
-    args = parser.parse_args(argv)
+    args = parser.parse_args([_dashed(a) for a in argv])
     if args.command == "serve":
         return serve(args)
     if args.command == "classify":

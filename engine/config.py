@@ -60,7 +60,8 @@ class EngineConfig:
 
     model: str = field(
         metadata=option(
-            "local model directory (config.json, weights, tokenizer); without it, the built-in "
+            "local model directory (config.json, weights, tokenizer) or a Hugging Face Hub id "
+            "(org/name, downloaded into the Hub cache at start); without it, the built-in "
             "sentiment model classifyd/minilm-sentiment, built on first use",
             # The Classifier and `classify` take the model their own way (`default`, None).
             offline=False,
@@ -74,6 +75,30 @@ class EngineConfig:
             flag="served-model-name",
             listed="words",
             offline=False,
+        ),
+    )
+    # A Hub id's revision; the token is huggingface_hub's own (HF_TOKEN), never an option.
+    revision: str | None = field(
+        default=None,
+        metadata=option(
+            "branch, tag or commit of a Hub --model", shown="the repo's default branch"
+        ),
+    )
+    tokenizer: str | None = field(
+        default=None,
+        metadata=option("tokenizer directory or Hub id, when not the model's own", shown="--model"),
+    )
+    tokenizer_revision: str | None = field(
+        default=None,
+        metadata=option(
+            "branch, tag or commit of a Hub --tokenizer", shown="the repo's default branch"
+        ),
+    )
+    download_dir: str | None = field(
+        default=None,
+        metadata=option(
+            "cache directory for Hub downloads",
+            shown="the Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub)",
         ),
     )
     device: str = field(
@@ -210,6 +235,17 @@ class EngineConfig:
     classifier_from_tokens: tuple[str, ...] = field(
         default=(),
         metadata=option("label tokens for --convert classify, comma-separated (e.g. no,yes)"),
+    )
+    # vLLM's flag: the chat template, which /score and /rerank also render each
+    # (query, document) pair with, as messages of roles "query" and "document".
+    chat_template: str | None = field(
+        default=None,
+        metadata=option(
+            "Jinja chat template (a file, the template itself, or a bundled one: "
+            "qwen3_reranker, mxbai_rerank_v2, bge-reranker-v2-gemma); scoring routes render "
+            "each pair with it as one prompt",
+            shown="the tokenizer's; pairs are not templated",
+        ),
     )
 
     def __post_init__(self) -> None:

@@ -27,8 +27,8 @@ from engine.errors import (
     Overloaded,
     RequestTimeout,
 )
+from engine.hub import fetch_model
 from engine.metrics import EngineMetrics
-from engine.model.loading import check_model_dir
 from engine.model.runner import ModelInfo, ModelRunner, TransformersRunner
 from engine.scheduler import Scheduler
 from engine.tokenizer import Tokenizer
@@ -105,10 +105,14 @@ class Engine:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        check_model_dir(cfg.model)
-        self._tokenizer = await asyncio.to_thread(Tokenizer, cfg.model, cfg.tokenizer_workers)
+        # A Hub id is downloaded here, before any worker starts; `local` names directories,
+        # while self.config keeps the names as given (the id is what /info and logs show).
+        local = await asyncio.to_thread(fetch_model, cfg)
+        self._tokenizer = await asyncio.to_thread(
+            Tokenizer, local.tokenizer or local.model, cfg.tokenizer_workers, cfg.chat_template
+        )
         primary = Worker(
-            lambda: self._runner_factory(cfg),
+            lambda: self._runner_factory(local),
             loop,
             self._scheduler.complete,
             self._worker_died,
@@ -367,6 +371,9 @@ class Engine:
         if prompts and isinstance(prompts[0], str | tuple):
             pairs = isinstance(prompts[0], tuple)
             texts = cast("Sequence[str]", prompts)
+            if pairs:
+                texts = cast("Sequence[str]", await self._pairs_as_texts(prompts))
+                pairs = isinstance(texts[0], tuple)
             encoded = await self._tokenizer.encode(
                 [str(p[0]) for p in prompts] if pairs else texts,
                 [str(p[1]) for p in prompts] if pairs else None,
@@ -386,6 +393,17 @@ class Engine:
             if not row:
                 raise InvalidPrompt(index, "has no tokens")
         return ids, type_ids
+
+    async def _pairs_as_texts(self, prompts: Prompts) -> Prompts:
+        """Pairs as the model scores them: one prompt each, rendered with --chat-template or,
+        for a converted LLM reranker, query + document (vLLM's ways); else left as pairs."""
+        assert self._tokenizer is not None
+        pairs = [(str(p[0]), str(p[1])) for p in prompts]
+        if self._tokenizer.score_template is not None:
+            return await self._tokenizer.render_pairs(pairs)
+        if self.info.pairs_as_text:
+            return [a + b for a, b in pairs]
+        return prompts
 
     async def render_chat(
         self,

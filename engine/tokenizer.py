@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.errors import InvalidInput, ModelLoadError
+from engine.errors import InvalidInput, InvalidPrompt, ModelLoadError
 from engine.model.loading import first_line
+from engine.score_template import pair_messages, resolve_template
 
 Side = Literal["left", "right"]
 
@@ -34,7 +35,7 @@ class Encoded:
 
 
 class Tokenizer:
-    def __init__(self, path: str, workers: int) -> None:
+    def __init__(self, path: str, workers: int, chat_template: str | None = None) -> None:
         from transformers import AutoTokenizer
 
         try:
@@ -48,6 +49,12 @@ class Tokenizer:
                 "(a tokenizer.json file)."
             )
         self._base: Any = base
+        # --chat-template replaces the tokenizer's own for chats, and is the only template
+        # pairs are rendered with: many tokenizers inherit a chat template unfit for scoring.
+        self.score_template: str | None = None
+        if chat_template is not None:
+            self.score_template = resolve_template(chat_template)
+            base.chat_template = self.score_template
         self.default_side: Side = "left" if base.truncation_side == "left" else "right"
         self.model_max_length: int | None = (
             int(base.model_max_length) if base.model_max_length < 1_000_000 else None
@@ -220,6 +227,30 @@ class Tokenizer:
             raise InvalidInput(message, param="messages") from exc
         return str(text)
 
+    async def render_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        """Each (query, document) pair as one prompt, rendered with --chat-template."""
+        if sum(len(a) + len(b) for a, b in pairs) <= INLINE_CHARS:
+            return self._render_pairs(list(pairs))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._render_pairs, list(pairs))
+
+    def _render_pairs(self, pairs: list[tuple[str, str]]) -> list[str]:
+        out = []
+        for index, (query, document) in enumerate(pairs):
+            try:
+                text = self._base.apply_chat_template(
+                    pair_messages(query, document),
+                    chat_template=self.score_template,
+                    tokenize=False,
+                    query=query,
+                    document=document,
+                )
+            except Exception as exc:  # jinja2 and the template itself raise anything
+                reason = f"cannot be rendered by the chat template: {exc}"
+                raise InvalidPrompt(index, reason) from exc
+            out.append(str(text))
+        return out
+
     async def tokenize(self, text: str, *, add_special_tokens: bool) -> list[int]:
         encoded = await self.encode(
             [text], add_special_tokens=add_special_tokens, max_length=None, side=None
@@ -262,7 +293,10 @@ class Tokenizer:
 
 
 def _json_ready(value: Any) -> Any:
-    # Added tokens come as AddedToken objects: their text is what a client needs.
+    # Added tokens come as AddedToken objects: as tokenizer_config.json writes them (content,
+    # special, ...) in `added_tokens_decoder`, which vLLM's clients read; their text elsewhere.
+    if isinstance(value, dict) and value and all(hasattr(v, "content") for v in value.values()):
+        return {str(k): _added_token(v) for k, v in value.items()}
     if hasattr(value, "content"):
         return value.content
     if isinstance(value, dict):
@@ -272,3 +306,10 @@ def _json_ready(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def _added_token(token: Any) -> dict[str, Any]:
+    state = token.__getstate__() if hasattr(token, "__getstate__") else None
+    if isinstance(state, dict) and "content" in state:
+        return {k: v for k, v in state.items() if isinstance(v, str | bool)}
+    return {"content": token.content, "special": bool(getattr(token, "special", False))}

@@ -106,8 +106,8 @@ class JobConfig:
     model: str | None = dataclass_field(
         default=None,
         metadata=option(
-            "local model directory, or `default`: the built-in sentiment model "
-            "classifyd/minilm-sentiment, also when not given (ignored with --url)"
+            "local model directory, Hugging Face Hub id (org/name), or `default`: the built-in "
+            "sentiment model classifyd/minilm-sentiment, also when not given (ignored with --url)"
         ),
     )
     # -1 for truncate_prompt_tokens, locally and on the server alike.

@@ -1,6 +1,6 @@
 """`classifyd classify`: a file (or stdin) of texts in, one result row per text out.
 
-    classifyd classify --model DIR reviews.jsonl --field body -o scored.jsonl
+    classifyd classify --model DIR reviews.jsonl --field body -o scored.jsonl   # or an org/name
     classifyd classify --url http://127.0.0.1:8000 reviews.csv --column text -o scored.csv
 
 The texts run on a local Classifier (offline/classifier.py) or, with --url, on a running server

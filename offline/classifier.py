@@ -1,6 +1,6 @@
 """Offline classification: the engine without HTTP, for texts already in hand.
 
-    with Classifier("path/to/model") as clf:      # Classifier() serves the built-in model
+    with Classifier("path/to/model") as clf:      # or a Hub id; Classifier(): the built-in model
         for r in clf.classify(["great movie", "dull"]):
             print(r.index, r.label, r.probs)
 
@@ -68,8 +68,9 @@ Outcome = Classification | Failed
 
 
 def resolve_model(model: str | PathLike[str] | None, *, progress: bool = True) -> tuple[str, str]:
-    """(directory, name). None, "default" or the built-in model's name mean the built-in
-    model, built into the cache on first use (minutes; `classifyd build-default`)."""
+    """(directory or Hub id, name). None, "default" or the built-in model's name mean the
+    built-in model, built into the cache on first use (minutes; `classifyd build-default`); a
+    Hub id is downloaded when the engine starts (engine/hub.py)."""
     from default_model import DEFAULT_MODEL_NAME, ensure_default_model
 
     if model is None or str(model) in ("default", DEFAULT_MODEL_NAME):
@@ -161,7 +162,7 @@ class AsyncClassifier:
 
     @property
     def name(self) -> str:
-        """The built-in model's name, or the model directory."""
+        """The built-in model's name, or the model as given (a directory or a Hub id)."""
         return self._name
 
     @property

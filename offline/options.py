@@ -62,6 +62,10 @@ class ClassifierOptions(TypedDict, total=False):
     dataclasses' defaults. tests/offline checks that the keys are exactly ENGINE_KEYS,
     TextOptions' and FeedOptions' fields, so an option added there must be added here."""
 
+    revision: str | None
+    tokenizer: str | None
+    tokenizer_revision: str | None
+    download_dir: str | None
     device: str
     dtype: Dtype
     quantization: Quantization
@@ -82,6 +86,7 @@ class ClassifierOptions(TypedDict, total=False):
     hf_overrides: dict[str, Any] | None
     convert: Literal["none", "classify"]
     classifier_from_tokens: tuple[str, ...]
+    chat_template: str | None
     truncate_prompt_tokens: int | None
     truncation_side: Literal["left", "right"] | None
     add_special_tokens: bool

@@ -174,6 +174,14 @@ def _tokenizer_for(arch: str) -> Any:
         # As GPT-2: one special token, which is bos, eos and unk; no pad token.
         return _trained_tokenizer("bytelevel", ["<|endoftext|>"], bos_token="<|endoftext|>",
                                   eos_token="<|endoftext|>", unk_token="<|endoftext|>")  # fmt: skip
+    if arch == "jamba":
+        # As Jamba's: <|pad|>=0 (its config's pad id), <|startoftext|>=1 added in front, eos 2.
+        return _trained_tokenizer(
+            "metaspace", ["<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|unk|>"],
+            template=("<|startoftext|> $A", "<|startoftext|> $A <|startoftext|> $B"),
+            pad_token="<|pad|>", bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+            unk_token="<|unk|>",
+        )  # fmt: skip
     if arch in ("qwen2", "qwen3"):
         # As Qwen: no BOS, pad <|endoftext|>, eos <|im_end|>.
         return _trained_tokenizer(
@@ -201,15 +209,16 @@ def _tokenizer_for(arch: str) -> Any:
 # are in missing_archs() (with the reason), never silently dropped.
 ARCHS = (
     "bert", "distilbert", "roberta", "xlm-roberta", "deberta-v2", "electra", "modernbert",
-    "qwen2", "qwen3", "llama", "mistral", "gemma2", "gpt2",
+    "qwen2", "qwen3", "llama", "mistral", "gemma2", "gpt2", "jamba",
 )  # fmt: skip
-DECODERS = ("qwen2", "qwen3", "llama", "mistral", "gemma2", "gpt2")
+DECODERS = ("qwen2", "qwen3", "llama", "mistral", "gemma2", "gpt2", "jamba")
 _CONFIG_CLASSES = {
     "bert": "BertConfig", "distilbert": "DistilBertConfig", "roberta": "RobertaConfig",
     "xlm-roberta": "XLMRobertaConfig", "deberta-v2": "DebertaV2Config",
     "electra": "ElectraConfig", "modernbert": "ModernBertConfig", "qwen2": "Qwen2Config",
     "qwen3": "Qwen3Config", "llama": "LlamaConfig", "mistral": "MistralConfig",
-    "gemma2": "Gemma2Config", "gpt2": "GPT2Config",
+    "gemma2": "Gemma2Config", "gpt2": "GPT2Config", "jamba": "JambaConfig",
+    "gemma": "GemmaConfig",
 }  # fmt: skip
 
 
@@ -278,6 +287,16 @@ def _config(arch: str, tokenizer: Any, max_positions: int, common: dict[str, Any
         # Sliding window 16 on every other layer, shorter than most test texts.
         return cls(**dec, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
                    pad_token_id=tokenizer.pad_token_id, **common)  # fmt: skip
+    if arch == "jamba":
+        # Attention on layer 1, Mamba on layers 0 and 2, a 2-expert MoE on layer 1. The CUDA
+        # Mamba kernels are asked for, as real checkpoints do; on CPU the slow path runs.
+        return cls(**{**dec, "num_hidden_layers": 3}, attn_layer_period=2, attn_layer_offset=1,
+                   expert_layer_period=2, expert_layer_offset=1, num_experts=2,
+                   num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4, mamba_expand=2,
+                   mamba_dt_rank=8, use_mamba_kernels=True,
+                   pad_token_id=tokenizer.pad_token_id, **common)  # fmt: skip
+    if arch == "gemma":
+        return cls(**dec, head_dim=16, pad_token_id=tokenizer.pad_token_id, **common)
     if arch == "gpt2":
         return cls(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_inner=64,
                    n_positions=max_positions, bos_token_id=tokenizer.bos_token_id,
@@ -347,5 +366,139 @@ def build_causal_lm(out: Path, arch: str = "llama", *, seed: int = 0) -> Path:
     config = _config(arch, tokenizer, tokenizer.model_max_length, {"initializer_range": 0.5})
     torch.manual_seed(seed)
     AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# -- causal LMs served as rerankers (vLLM's classifier_from_token conversions) ---------------
+
+RERANKER_LMS = ("qwen3", "qwen2", "gemma")
+
+
+def build_reranker_lm(
+    out: Path, arch: str, label_tokens: tuple[str, ...], *, seed: int = 0
+) -> Path:
+    """A tiny seeded *ForCausalLM (qwen3, qwen2 or gemma) whose vocabulary holds each label
+    token as an entry of its own (what vLLM looks the tokens up as), and whose tokenizer
+    knows the prompt templates' special tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # Glued to a letter, so the trainer learns the bare token, not only "▁Yes"/"Ġyes".
+    glued = tuple(f"{c}{t}" for t in label_tokens for c in "abcdefghij") * 20
+    if arch in ("qwen3", "qwen2"):
+        tokenizer = _trained_tokenizer(
+            "bytelevel", ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], vocab_size=600,
+            model_max_length=512, extra_corpus=(*label_tokens * 50, *glued),
+            eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        )  # fmt: skip
+    elif arch == "gemma":
+        tokenizer = _trained_tokenizer(
+            "metaspace", ["<pad>", "<eos>", "<bos>", "<unk>"], vocab_size=600,
+            template=("<bos> $A", "<bos> $A <bos> $B"), model_max_length=512,
+            extra_corpus=glued, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+            unk_token="<unk>",
+        )  # fmt: skip
+    else:
+        raise ValueError(f"{arch} is not a reranker LM")
+    vocab = tokenizer.get_vocab()
+    assert all(t in vocab for t in label_tokens), [t for t in label_tokens if t not in vocab]
+    config = _config(arch, tokenizer, 512, {"initializer_range": 0.5})
+    if arch == "qwen2":
+        config.tie_word_embeddings = True  # as the small Qwen2s: the head is the embedding
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# -- a model whose code ships in its directory (--trust-remote-code) -------------------------
+
+_REMOTE_CONFIG = """
+from transformers import PretrainedConfig
+
+
+class NewConfig(PretrainedConfig):
+    model_type = "new"
+
+    def __init__(self, vocab_size=100, hidden_size=32, max_position_embeddings=128, **kwargs):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        super().__init__(**kwargs)
+"""
+
+_REMOTE_MODEL = """
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_new import NewConfig
+
+
+class NewPreTrainedModel(PreTrainedModel):
+    config_class = NewConfig
+    base_model_prefix = "new"
+
+
+class NewForSequenceClassification(NewPreTrainedModel):
+    # Mean of tanh(embedding + position) over the real tokens, then a linear head: what a
+    # padded batch gets wrong unless the mask is honoured.
+    def __init__(self, config):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        hidden = torch.tanh(self.embeddings(input_ids) + self.positions(positions))
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        return SequenceClassifierOutput(logits=self.classifier(pooled))
+"""
+
+
+def build_remote_code_model(out: Path, *, num_labels: int = 1, seed: int = 0) -> Path:
+    """A tiny `NewForSequenceClassification` (gte-multilingual-reranker's class name) whose
+    code lives in the directory, named by `auto_map` in config.json."""
+    import json
+
+    import torch
+
+    tokenizer = _wordpiece_tokenizer()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "configuration_new.py").write_text(_REMOTE_CONFIG)
+    (out / "modeling_new.py").write_text(_REMOTE_MODEL)
+    config = {
+        "architectures": ["NewForSequenceClassification"],
+        "model_type": "new",
+        "auto_map": {
+            "AutoConfig": "configuration_new.NewConfig",
+            "AutoModelForSequenceClassification": "modeling_new.NewForSequenceClassification",
+        },
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "max_position_embeddings": 128,
+        "num_labels": num_labels,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    (out / "config.json").write_text(json.dumps(config))
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    loaded = AutoConfig.from_pretrained(out, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_config(loaded, trust_remote_code=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

@@ -40,7 +40,10 @@ ROOT = DEPLOY.parent
 sys.path.insert(0, str(ROOT))
 
 # Flags the chart sets from values of their own, and one it must never set.
-CHART_OWN_FLAGS = {"host", "port", "model", "shutdown-timeout", "api-key", "num-threads"}
+CHART_OWN_FLAGS = {
+    "host", "port", "model", "revision", "download-dir", "shutdown-timeout", "api-key",
+    "num-threads",
+}  # fmt: skip
 NOT_FOR_DEPLOYMENT = {"fault-hook"}  # a chaos-test hook
 # Labels Prometheus (or a ServiceMonitor) adds to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "service", "pod", "container", "endpoint"}
@@ -231,7 +234,8 @@ def check_deployment(
     mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
     model = env.get("CLASSIFYD_MODEL") or ""
     uses_pvc = any("persistentVolumeClaim" in v for v in spec.get("volumes", []))
-    if uses_pvc:
+    # A Hub id (model.source=hub) is downloaded, not mounted.
+    if uses_pvc and model.startswith("/"):
         checks.expect(
             any(model == m or model.startswith(m.rstrip("/") + "/") for m in mounts),
             f"{where}: the model {model} is not under a mounted volume",

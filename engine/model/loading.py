@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
+from engine.model.convert import check_remote_code, conversion_of, convert_causal_lm
 
 
 def first_line(exc: BaseException) -> str:
@@ -43,6 +44,7 @@ def load_config(cfg: EngineConfig) -> Any:
     from transformers import AutoConfig
 
     check_model_dir(cfg.model)
+    check_remote_code(cfg)
     try:
         hf_config = AutoConfig.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
@@ -60,8 +62,9 @@ def load_classifier(cfg: EngineConfig, dtype: Any) -> Any:
     # A server's start-up log is ours; the library's per-shard progress bars are noise there.
     hf_logging.disable_progress_bar()
     hf_config = load_config(cfg)
-    if cfg.convert == "classify":
-        return _convert_causal_lm(cfg, hf_config, dtype)
+    conversion = conversion_of(cfg, hf_config)
+    if conversion is not None:
+        return convert_causal_lm(cfg, hf_config, conversion, dtype)
     archs = list(getattr(hf_config, "architectures", None) or [])
     if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
         raise ModelLoadError(
@@ -93,65 +96,3 @@ def load_classifier(cfg: EngineConfig, dtype: Any) -> Any:
 
 def _is_head(key: str) -> bool:
     return key.split(".")[0] in {"classifier", "score", "out_proj", "pre_classifier"}
-
-
-def _convert_causal_lm(cfg: EngineConfig, hf_config: Any, dtype: Any) -> Any:
-    """A causal LM → a zero-shot classifier whose logits are the LM's next-token logits of
-    the label tokens at the last position (vLLM's `classifier_from_token`)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    tokens = list(cfg.classifier_from_tokens)
-    if (
-        not tokens
-        and getattr(hf_config, "id2label", None)
-        and "id2label" in (cfg.hf_overrides or {})
-    ):
-        tokens = [hf_config.id2label[i] for i in sorted(hf_config.id2label)]
-    if not tokens:
-        raise ModelLoadError(
-            "--convert classify needs the label tokens: --classifier-from-tokens no,yes "
-            "(or an id2label of tokens in --hf-overrides)."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    ids = []
-    for token in tokens:
-        encoded = tokenizer.encode(token, add_special_tokens=False)
-        if len(encoded) != 1:
-            raise ModelLoadError(
-                f"Label token {token!r} is {len(encoded)} tokens for this tokenizer; each label "
-                "must be exactly one token."
-            )
-        ids.append(encoded[0])
-    try:
-        lm = AutoModelForCausalLM.from_pretrained(
-            cfg.model, config=hf_config, dtype=dtype, trust_remote_code=cfg.trust_remote_code
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(
-            f"Cannot load {cfg.model!r} as a causal LM: {first_line(exc)}"
-        ) from exc
-    config = lm.config
-    config.num_labels = len(tokens)
-    config.id2label = dict(enumerate(tokens))
-    config.label2id = {t: i for i, t in enumerate(tokens)}
-    config.problem_type = config.problem_type or "single_label_classification"
-    try:
-        model = AutoModelForSequenceClassification.from_config(
-            config, dtype=dtype, trust_remote_code=cfg.trust_remote_code
-        )
-    except ValueError as exc:
-        raise ModelLoadError(f"{type(lm).__name__} has no sequence-classification form.") from exc
-    head = getattr(model, "score", None)
-    if head is None:
-        raise ModelLoadError(f"{type(model).__name__} has no `score` head to fill.")
-    # Same trunk, same weights; only the head differs.
-    state = {k: v for k, v in lm.state_dict().items() if not k.startswith("lm_head")}
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys or [k for k in result.missing_keys if not _is_head(k)]:
-        raise ModelLoadError(f"Cannot map the LM's weights onto {type(model).__name__}.")
-    with torch.no_grad():
-        head.weight.copy_(lm.get_output_embeddings().weight[ids])
-        if getattr(head, "bias", None) is not None:
-            head.bias.zero_()
-    return model

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.config import EngineConfig
+from engine.model.convert import PAIRS_AS_TEXT
 from engine.model.loading import load_classifier
 from engine.model.quantize import quantize_int8
 
@@ -45,6 +46,8 @@ class ModelInfo:
     quantization: str = "none"
     # True when forwards are packed (engine/model/packed.py): a batch costs its real tokens.
     packed: bool = False
+    # True for a causal LM converted into a reranker: a pair is one text, query + document.
+    pairs_as_text: bool = False
 
     @property
     def num_labels(self) -> int:
@@ -248,6 +251,7 @@ class TransformersRunner:
             architecture=type(model).__name__,
             quantization=self._config.quantization,
             packed=self._packed is not None,
+            pairs_as_text=bool(getattr(model.config, PAIRS_AS_TEXT, False)),
         )
 
     def _warm_up(self, info: ModelInfo) -> None:

@@ -58,6 +58,9 @@ CLASSES = {
     "mistral": "MistralForSequenceClassification",
     "gemma2": "Gemma2ForSequenceClassification",
     "gpt2": "GPT2ForSequenceClassification",
+    # Mamba and attention layers with a mixture of experts; on CPU its Mamba layers run
+    # transformers' slow path (no CUDA kernels), and must still be exact.
+    "jamba": "JambaForSequenceClassification",
 }
 # problem → (num_labels, problem_type, the activation the server must apply by default).
 PROBLEMS = {
@@ -200,6 +203,22 @@ def test_decoder_padding_variants(dirs: dict[str, Path]) -> None:
     if "mistral" in dirs:
         tokenizer: Any = AutoTokenizer.from_pretrained(dirs["mistral"])
         assert tokenizer.padding_side == "left"
+
+
+def test_jamba_runs_mamba_without_cuda_kernels(dirs: dict[str, Path]) -> None:
+    """The Jamba above is exact with Mamba layers in it, asking for the CUDA kernels as real
+    checkpoints do, on a machine without them: transformers' slow path serves it."""
+    import importlib.util
+
+    from transformers import AutoConfig
+
+    if "jamba" in MISSING:
+        pytest.skip(MISSING["jamba"])
+    config: Any = AutoConfig.from_pretrained(dirs["jamba"])
+    kinds = [config.layers_block_type[i] for i in range(config.num_hidden_layers)]
+    assert "mamba" in kinds and "attention" in kinds, kinds
+    assert config.use_mamba_kernels
+    assert importlib.util.find_spec("mamba_ssm") is None
 
 
 @pytest.mark.parametrize("arch", ["roberta", "xlm-roberta"])
