@@ -27,7 +27,7 @@ from engine.errors import (
     Overloaded,
     RequestTimeout,
 )
-from engine.hub import fetch_model
+from engine.hub import fetch_model, named_as_given
 from engine.metrics import EngineMetrics
 from engine.model.runner import ModelInfo, ModelRunner, TransformersRunner
 from engine.scheduler import Scheduler
@@ -108,9 +108,10 @@ class Engine:
         # A Hub id is downloaded here, before any worker starts; `local` names directories,
         # while self.config keeps the names as given (the id is what /info and logs show).
         local = await asyncio.to_thread(fetch_model, cfg)
-        self._tokenizer = await asyncio.to_thread(
-            Tokenizer, local.tokenizer or local.model, cfg.tokenizer_workers, cfg.chat_template
-        )
+        with named_as_given(cfg, local):
+            self._tokenizer = await asyncio.to_thread(
+                Tokenizer, local.tokenizer or local.model, cfg.tokenizer_workers, cfg.chat_template
+            )
         primary = Worker(
             lambda: self._runner_factory(local),
             loop,
@@ -121,7 +122,8 @@ class Engine:
         self._workers = [primary]
         # Shielded: a start cancelled mid-load (Ctrl-C) must not cancel the future the worker
         # thread still resolves when its load ends (it would raise InvalidStateError there).
-        self._info = await asyncio.shield(asyncio.wrap_future(primary.start()))
+        with named_as_given(cfg, local):
+            self._info = await asyncio.shield(asyncio.wrap_future(primary.start()))
         self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
         self.metrics.size_prompts(self._max_model_len)
         on_gpu = self._info.device.startswith("cuda")

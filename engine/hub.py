@@ -11,17 +11,19 @@ logged. Every failure becomes one ModelLoadError sentence that says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine.config import EngineConfig
 from engine.errors import ModelLoadError
-from engine.model.loading import check_model_dir
+from engine.model.loading import check_model_dir, first_line
 
 logger = logging.getLogger("classifyd.hub")
 
@@ -261,7 +263,7 @@ def explain(
         # LocalEntryNotFoundError (an EntryNotFoundError too): not in the cache, no Hub.
         message = _offline(repo, revision, cache_dir)
     elif isinstance(exc, EntryNotFoundError):
-        message = f"A file of {repo}{_at(revision)} is missing on the Hub: {_first_line(exc)}"
+        message = f"A file of {repo}{_at(revision)} is missing on the Hub: {first_line(exc)}"
     elif isinstance(exc, HfHubHTTPError) and status in (401, 403):
         message = (
             f"The Hub refused {repo} ({status}); set HF_TOKEN to a valid token with read "
@@ -272,9 +274,9 @@ def explain(
     elif isinstance(exc, _connection_errors()):
         message = _offline(repo, revision, cache_dir)
     elif isinstance(exc, OSError):
-        message = f"Cannot download {repo}: {_first_line(exc)}"
+        message = f"Cannot download {repo}: {first_line(exc)}"
     else:
-        message = f"Cannot fetch {repo} from the Hub: {_first_line(exc)}"
+        message = f"Cannot fetch {repo} from the Hub: {first_line(exc)}"
     return ModelLoadError(message)
 
 
@@ -286,6 +288,16 @@ def _offline(repo: str, revision: str | None, cache_dir: str | None) -> str:
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+@contextlib.contextmanager
+def named_as_given(cfg: EngineConfig, local: EngineConfig) -> Iterator[None]:
+    """Load errors name the model as the user gave it (a Hub id), not its cache directory."""
+    try:
+        yield
+    except ModelLoadError as exc:
+        text = str(exc)
+        for given, path in ((cfg.model, local.model), (cfg.tokenizer, local.tokenizer)):
+            if given and path and given != path:
+                text = text.replace(repr(path), repr(given)).replace(path, given)
+        if text == str(exc):
+            raise
+        raise ModelLoadError(text) from exc

@@ -226,9 +226,12 @@ async def test_the_engine_serves_an_id_like_its_directory(
 
 async def test_a_repo_without_a_head_is_refused(use_hub: FakeHub, tmp_path: Path) -> None:
     engine = Engine(EngineConfig(model="org/headless", download_dir=str(tmp_path), num_threads=1))
-    with pytest.raises(ModelLoadError, match="not a sequence classifier"):
+    with pytest.raises(ModelLoadError, match="not a sequence classifier") as caught:
         await asyncio.wait_for(engine.start(), 60)
     await engine.stop()
+    # The error names the id the user gave, not the cache directory it was fetched into.
+    assert str(caught.value).startswith("'org/headless' holds a")
+    assert str(tmp_path) not in str(caught.value)
 
 
 def test_the_classifier_takes_an_id(
