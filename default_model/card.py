@@ -22,6 +22,8 @@ from default_model.sources import (
 )
 
 TEMPLATE = "card.md"
+# all-MiniLM-L6-v2's encoder layers.
+REFERENCE_LAYERS = 6
 
 DOMAIN_TITLES = {
     "movie": "movie-review snippets",
@@ -52,9 +54,11 @@ def model_card(report: BuildReport, splits: dict[str, Split]) -> str:
     )
     knobs = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in recipe.to_dict().items())
     tuned = (
-        "all weights but the word embeddings, which stay as pretrained"
-        if recipe.freeze_word_embeddings
-        else "all weights"
+        f"the top {REFERENCE_LAYERS - recipe.frozen_layers} of its {REFERENCE_LAYERS} layers, the "
+        f"pooler and the classifier; the embeddings and the lowest {recipe.frozen_layers} "
+        "layers stay as pretrained"
+        if recipe.frozen_layers
+        else "all weights but the embeddings, which stay as pretrained"
     )
     mixed = "bf16 autocast (fp32 master weights)" if report.precision == "bf16" else "fp32"
     reduced = ""
@@ -92,6 +96,9 @@ def model_card(report: BuildReport, splits: dict[str, Split]) -> str:
         seconds=f"{report.seconds:.0f}",
         download_seconds=f"{report.download_seconds:.0f}",
         train_seconds=f"{report.train_seconds:.0f}",
+        features_seconds=f"{report.features_seconds:.0f}",
+        frozen_layers=recipe.frozen_layers,
+        precision=report.precision,
         eval_seconds=f"{report.eval_seconds:.0f}",
         finished_at=report.finished_at,
         cpu=report.cpu,

@@ -10,16 +10,22 @@ import contextlib
 import json
 import math
 import random
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from default_model import layers
 from default_model.data import Example, Split
+from default_model.errors import DefaultModelError
 from default_model.progress import Progress
 from default_model.recipe import LABELS, DomainResult, Recipe
 
 if TYPE_CHECKING:
     import torch
+
+# Sentences per batch of the one pass through the frozen layers (no backward, so larger).
+FEATURE_BATCH = 64
 
 
 def resolve_precision(recipe: Recipe) -> str:
@@ -73,15 +79,11 @@ def train(
     recipe: Recipe,
     precision: str,
     progress: bool,
-) -> None:
+) -> float:
     """Fine-tune the encoder in `encoder_dir` on `examples`; save model and tokenizer to
-    `staging` in fp32."""
+    `staging` in fp32. Returns the seconds spent caching the frozen layers' outputs."""
     import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        get_linear_schedule_with_warmup,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(recipe.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), local_files_only=True)
@@ -93,19 +95,94 @@ def train(
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
+    depth = len(model.bert.encoder.layer)
+    if recipe.frozen_layers > depth:
+        raise DefaultModelError(
+            f"frozen_layers is {recipe.frozen_layers} but the encoder has {depth} layers"
+        )
     encoded: list[list[int]] = tokenizer(
         [e.text for e in examples], truncation=True, max_length=recipe.max_length
     )["input_ids"]
-    labels = [e.label for e in examples]
+    started = time.monotonic()
+    features = cache_features(model, encoded, tokenizer.pad_token_id, recipe, precision)
+    features_seconds = time.monotonic() - started
+
+    def cached(batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_features([features[i] for i in batch])
+
+    fit_top(model, cached, [len(s) for s in encoded], [e.label for e in examples], recipe,
+            precision, progress)  # fmt: skip
+    model.eval()
+    # Autocast never changes parameter dtypes, so these are the fp32 master weights.
+    model.save_pretrained(str(staging))
+    # Tokenizing the training set left truncation at max_length set in the Rust tokenizer;
+    # saved, it would sit in tokenizer.json, which some servers (TEI) read and obey directly.
+    tokenizer.backend_tokenizer.no_truncation()
+    tokenizer.backend_tokenizer.no_padding()
+    tokenizer.save_pretrained(str(staging))
+    _drop_loading_flags(staging / "tokenizer_config.json")
+    return features_seconds
+
+
+def cache_features(
+    model: Any, encoded: Sequence[Sequence[int]], pad_id: int, recipe: Recipe, precision: str
+) -> list[torch.Tensor]:
+    """Each sentence's hidden states (length, width) after the frozen layers, computed once in
+    eval mode. Sentences run sorted by length, so batches carry almost no padding; a row's
+    padding does not reach its tokens (attention masks it), so the result is per sentence."""
+    import torch
+
+    model.eval()
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    features: list[torch.Tensor] = [torch.empty(0)] * len(encoded)
+    # no_grad, not inference_mode: the cached tensors become inputs of the trained layers,
+    # and autograd refuses to save inference tensors for the backward pass.
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for start in range(0, len(order), FEATURE_BATCH):
+            batch = order[start : start + FEATURE_BATCH]
+            ids, mask = pad([encoded[i] for i in batch], pad_id)
+            hidden = layers.frozen_forward(model, ids, mask, recipe.frozen_layers).float()
+            for row, i in enumerate(batch):
+                features[i] = hidden[row, : len(encoded[i])].clone()
+    return features
+
+
+def pad_features(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded hidden states (batch, length, width) and their attention mask."""
+    import torch
+
+    width = max(r.shape[0] for r in rows)
+    hidden = rows[0].new_zeros((len(rows), width, rows[0].shape[1]))
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, states in enumerate(rows):
+        hidden[row, : states.shape[0]] = states
+        mask[row, : states.shape[0]] = 1
+    return hidden, mask
+
+
+def fit_top(
+    model: Any,
+    inputs: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]],
+    lengths: Sequence[int],
+    labels: Sequence[int],
+    recipe: Recipe,
+    precision: str,
+    progress: bool,
+) -> None:
+    """Train the layers above the frozen ones, the pooler and the classifier; `inputs` gives a
+    batch's hidden states after the frozen layers and its mask."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
 
     rng = random.Random(recipe.seed)
     epochs = [
-        length_bucketed_batches([len(s) for s in encoded], recipe.batch_size, rng)
-        for _ in range(recipe.epochs)
+        length_bucketed_batches(lengths, recipe.batch_size, rng) for _ in range(recipe.epochs)
     ]
     total_steps = sum(len(batches) for batches in epochs)
-    if recipe.freeze_word_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
+    model.requires_grad_(False)
+    top = [*model.bert.encoder.layer[recipe.frozen_layers :], model.bert.pooler, model.classifier]
+    for module in top:
+        module.requires_grad_(True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": recipe.weight_decay},
@@ -121,14 +198,15 @@ def train(
     )
     autocast = precision == "bf16"
     bar = Progress(progress, total_steps, "training")
+    # Only the trained modules' dropout matters: the frozen part is not run here.
     model.train()
     try:
         for batches in epochs:
             for batch in batches:
-                ids, mask = pad([encoded[i] for i in batch], tokenizer.pad_token_id)
+                hidden, mask = inputs(batch)
                 target = torch.tensor([labels[i] for i in batch], dtype=torch.long)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(input_ids=ids, attention_mask=mask).logits
+                    logits = layers.top_forward(model, hidden, mask, recipe.frozen_layers)
                 loss = torch.nn.functional.cross_entropy(logits.float(), target)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, recipe.max_grad_norm)
@@ -139,14 +217,6 @@ def train(
     finally:
         bar.close()
     model.eval()
-    # Autocast never changes parameter dtypes, so these are the fp32 master weights.
-    model.save_pretrained(str(staging))
-    # Tokenizing the training set left truncation at max_length set in the Rust tokenizer;
-    # saved, it would sit in tokenizer.json, which some servers (TEI) read and obey directly.
-    tokenizer.backend_tokenizer.no_truncation()
-    tokenizer.backend_tokenizer.no_padding()
-    tokenizer.save_pretrained(str(staging))
-    _drop_loading_flags(staging / "tokenizer_config.json")
 
 
 def _drop_loading_flags(config_path: Path) -> None:

@@ -145,6 +145,7 @@ def _synthetic_report(
         num_threads=recipe.num_threads, torch_version="9.8.7", transformers_version="6.5.4",
         python_version="3.11.0", cpu="Test CPU, 2 logical CPUs", encoder_sha256="e" * 64,
         data_sha256="d" * 64, weights_sha256="f" * 64, finished_at="2030-01-02T03:04:05Z",
+        features_seconds=61.7,
     )  # fmt: skip
     return report, splits
 
@@ -177,8 +178,12 @@ def test_model_card_fills_the_template(recipe: dm.Recipe, precision: str, rows: 
         assert f"| `{knob}` | `{value!r}` |\n" in text
     mixed = "bf16 autocast (fp32 master weights)" if precision == "bf16" else "fp32"
     assert f"Training ran with {mixed} on 2 threads" in text
-    assert "learning\nrate 0.0001 with 6% linear warm-up" in text
-    assert "- 301 s in all: download and unpack 10 s, training\n  270 s, evaluation 22 s;" in text
+    assert f"learning\nrate {recipe.learning_rate} with 6% linear warm-up" in text
+    assert (
+        "- 301 s in all: download and unpack 10 s, training\n  270 s (of which 62 s the one pass "
+        f"through the frozen layers),\n  evaluation 22 s, training in {precision}; finished"
+    ) in text
+    assert f"the lowest {recipe.frozen_layers} encoder layers are frozen" in text
     assert f"sha256 `{'f' * 64}` here." in text
     assert "CPU: Test CPU, 2 logical CPUs." in text
     assert "torch 9.8.7, transformers\n  6.5.4." in text
