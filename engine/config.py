@@ -7,9 +7,12 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from engine.options import option
+
+if TYPE_CHECKING:
+    from engine.adapters import AdapterSpec
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Quantization = Literal["none", "int8"]
@@ -236,6 +239,31 @@ class EngineConfig:
         default=(),
         metadata=option("label tokens for --convert classify, comma-separated (e.g. no,yes)"),
     )
+    # vLLM's LoRA flags (engine/adapters.py, engine/model/lora.py): adapters on the one base.
+    enable_lora: bool = field(
+        default=False,
+        metadata=option("serve LoRA adapters (--lora-modules) on the base model"),
+    )
+    lora_modules: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "LoRA adapters as name=path, or vLLM's JSON form "
+            '\'{"name": ..., "path": ..., "base_model_name": ...}\'; a request picks one by '
+            "its `model`",
+            listed="words",
+        ),
+    )
+    max_loras: int | None = field(
+        default=None,
+        metadata=option(
+            "LoRA adapters resident at once; more --lora-modules are refused",
+            shown="as many as --lora-modules names",
+        ),
+    )
+    max_lora_rank: int = field(
+        default=16,
+        metadata=option("highest LoRA rank accepted; a higher one is refused"),
+    )
     # vLLM's flag: the chat template, which /score and /rerank also render each
     # (query, document) pair with, as messages of roles "query" and "document".
     chat_template: str | None = field(
@@ -279,11 +307,34 @@ class EngineConfig:
             )
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
+        self._check_lora()
         for name, kind in (("dtype", Dtype), ("quantization", Quantization)):
             value, allowed = getattr(self, name), get_args(kind)
             if value not in allowed:
                 either = ", ".join(allowed[:-1]) + " or " + allowed[-1]
                 raise ValueError(f"{name} must be {either}, got {value}")
+
+    def _check_lora(self) -> None:
+        from engine.adapters import parse_lora_modules
+
+        if self.lora_modules and not self.enable_lora:
+            raise ValueError("--lora-modules needs --enable-lora")
+        if self.max_lora_rank < 1:
+            raise ValueError(f"max_lora_rank must be at least 1, got {self.max_lora_rank}")
+        if self.max_loras is not None and self.max_loras < 1:
+            raise ValueError(f"max_loras must be at least 1, got {self.max_loras}")
+        if self.enable_lora and self.quantization != "none":
+            raise ValueError(
+                "--quantization int8 does not apply to LoRA adapters; serve them unquantized"
+            )
+        parse_lora_modules(self.lora_modules, self.names, self.max_loras)
+
+    @property
+    def adapters(self) -> tuple[AdapterSpec, ...]:
+        """The --lora-modules adapters, parsed (checked in __post_init__)."""
+        from engine.adapters import parse_lora_modules
+
+        return parse_lora_modules(self.lora_modules, self.names, self.max_loras)
 
     @property
     def names(self) -> tuple[str, ...]:

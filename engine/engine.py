@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, cast
 
+from engine.adapter_hub import fetch_adapters
 from engine.config import EngineConfig
 from engine.entry import Entry
 from engine.errors import (
@@ -47,6 +48,8 @@ class ClassifyOptions:
     truncation_side: Literal["left", "right"] | None = None
     add_special_tokens: bool = True
     priority: int = 0
+    # A LoRA adapter's name (--lora-modules); None: the base model.
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Engine:
         # A Hub id is downloaded here, before any worker starts; `local` names directories,
         # while self.config keeps the names as given (the id is what /info and logs show).
         local = await asyncio.to_thread(fetch_model, cfg)
+        local = await asyncio.to_thread(fetch_adapters, local)
         with named_as_given(cfg, local):
             self._tokenizer = await asyncio.to_thread(
                 Tokenizer, local.tokenizer or local.model, cfg.tokenizer_workers, cfg.chat_template
@@ -243,6 +247,15 @@ class Engine:
     def max_model_len(self) -> int:
         return self._max_model_len
 
+    def adapter_index(self, name: str | None) -> int:
+        """The entries' index of a LoRA adapter (0: the base); InvalidInput if not served."""
+        if name is None:
+            return 0
+        for index, adapter in enumerate(self.info.adapters, 1):
+            if adapter.name == name:
+                return index
+        raise InvalidInput(f"There is no LoRA adapter named {name!r}.", param="adapter")
+
     # -- requests ----------------------------------------------------------------------
 
     async def classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
@@ -266,6 +279,7 @@ class Engine:
                 param="prompts",
             )
         _check_not_empty(prompts)
+        self.adapter_index(options.adapter)
         # Try-acquire only: a full server answers at once instead of queueing unboundedly.
         if self._admitted + count > limit:
             self.metrics.rejected.labels("overloaded").inc()
@@ -295,9 +309,10 @@ class Engine:
             self.metrics.rejected.labels("queue_full").inc()
             raise Overloaded.queue_full(sum(map(len, ids)), waiting_tokens, bound)
         loop = asyncio.get_running_loop()
+        adapter = self.adapter_index(options.adapter)
         entries = [
             Entry(row, loop.create_future(), options.priority,
-                  type_ids=None if type_ids is None else type_ids[i])
+                  type_ids=None if type_ids is None else type_ids[i], adapter=adapter)
             for i, row in enumerate(ids)
         ]  # fmt: skip
         for entry in entries:
@@ -347,6 +362,8 @@ class Engine:
         self.metrics.observe_request(
             lengths, result.tokenize_s, queue_s, inference_s, result.total_s
         )
+        if options.adapter is not None:
+            self.metrics.lora_requests.labels(options.adapter).inc()
         return result
 
     async def _encode(

@@ -14,6 +14,8 @@ class Entry:
     # Arrival order, set by the scheduler; ties in priority run in this order.
     seq: int = 0
     type_ids: list[int] | None = None
+    # The LoRA adapter this prompt runs with (ModelInfo.adapters[adapter - 1]); 0: the base.
+    adapter: int = 0
     enqueued_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0

@@ -95,6 +95,11 @@ class EngineMetrics:
         self.failed_batches = Counter(
             "classifyd_failed_batches", "Forwards that raised.", registry=r
         )
+        # vLLM tells adapters apart by a `lora_name`; requests that named one, by adapter.
+        self.lora_requests = Counter(
+            "classifyd_lora_requests", "Requests answered by a LoRA adapter.", ["lora_name"],
+            registry=r,
+        )  # fmt: skip
         self.input_tokens = Histogram(
             "classifyd_input_tokens", "Tokens per prompt.", buckets=_TOKEN_BUCKETS, registry=r
         )

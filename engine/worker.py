@@ -159,6 +159,9 @@ class Worker:
         ids = [e.ids for e in batch]
         if self._fault_hook is not None:
             self._fault_hook(ids)
+        adapters = [e.adapter for e in batch]
+        if any(adapters):
+            return runner.launch(ids, _type_ids(batch), adapters)
         return runner.launch(ids, _type_ids(batch))
 
     def _collect(self, runner: ModelRunner, batch: list[Entry], handle: Any) -> None:

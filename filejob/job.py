@@ -255,7 +255,7 @@ def _remote_outcomes(url: str, job: JobConfig, text: TextOptions, stack: ExitSta
         Client(
             url,
             api_key=key,
-            model=(job.served_model_name or "").split(",")[0] or None,
+            model=text.adapter or (job.served_model_name or "").split(",")[0] or None,
             batch_size=job.batch_size,
             max_in_flight=job.max_in_flight,
             timeout=job.timeout,

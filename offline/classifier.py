@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from types import TracebackType
 from typing import Any, Literal, Unpack, overload
@@ -129,11 +129,22 @@ class AsyncClassifier:
         info = self._info = engine.info
         self._name = config.names[0]
         self._max_model_len = engine.max_model_len
+        if self._text_options.adapter is not None:
+            info = self._info = await self._adapter_info(engine, self._text_options.adapter)
         self._kind = (
             default_activation(info.problem_type, info.num_labels)
             if self._use_activation
             else "none"
         )
+
+    async def _adapter_info(self, engine: Engine, name: str) -> ModelInfo:
+        """The model as the adapter `name` answers: its own head's labels and problem type."""
+        try:
+            adapter = engine.info.adapters[engine.adapter_index(name) - 1]
+        except BaseException:
+            await self.close()
+            raise
+        return replace(engine.info, labels=adapter.labels, problem_type=adapter.problem_type)
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
@@ -228,7 +239,7 @@ class AsyncClassifier:
             if not isinstance(text, str):
                 raise TypeError(f"text {start + i} is {type(text).__name__}, not str")
         outcomes = await isolate(texts, self._classify, _blame)
-        labels = self.engine.info.labels
+        labels = self.info.labels
         out: list[Outcome] = []
         for index, outcome in enumerate(outcomes, start):
             if isinstance(outcome, ItemFailed):

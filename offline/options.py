@@ -34,12 +34,22 @@ class TextOptions:
     use_activation: bool = field(
         default=True, metadata=option("false: raw logits instead of probabilities")
     )
+    # A LoRA adapter's name, as a request's `model` names one on the server.
+    adapter: str | None = field(
+        default=_PER_TEXT.adapter,
+        metadata=option(
+            "the LoRA adapter (a --lora-modules name) that classifies every text; with --url, "
+            "the `model` asked for",
+            shown="the base model",
+        ),
+    )
 
     def for_engine(self) -> ClassifyOptions:
         return ClassifyOptions(
             truncate_prompt_tokens=self.truncate_prompt_tokens,
             truncation_side=self.truncation_side,
             add_special_tokens=self.add_special_tokens,
+            adapter=self.adapter,
         )
 
 
@@ -87,10 +97,15 @@ class ClassifierOptions(TypedDict, total=False):
     convert: Literal["none", "classify"]
     classifier_from_tokens: tuple[str, ...]
     chat_template: str | None
+    enable_lora: bool
+    lora_modules: tuple[str, ...]
+    max_loras: int | None
+    max_lora_rank: int
     truncate_prompt_tokens: int | None
     truncation_side: Literal["left", "right"] | None
     add_special_tokens: bool
     use_activation: bool
+    adapter: str | None
     chunk_size: int
     progress: bool
 

@@ -12,6 +12,8 @@ class ModelCard(msgspec.Struct):
     object: str = "model"
     owned_by: str = "classifyd"
     root: str | None = None
+    # A LoRA adapter's base model (vLLM's field); None for the base itself.
+    parent: str | None = None
 
 
 class ModelList(msgspec.Struct):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -11,8 +12,9 @@ from engine import ClassifyOptions, ClassifyResult, InvalidInput, Prompts
 from engine.activation import Activation, activate, argmax
 from protocol.classify import ClassifyData, ClassifyRequest, ClassifyResponse, Usage
 from protocol.codec import classify_decoder, decode
+from server.adapters import target_of
 from server.errors import bad_request
-from server.http import Call, check_model
+from server.http import Call
 from server.prompts import (
     activation_of,
     check_truncation,
@@ -83,17 +85,20 @@ async def classified(
 ) -> tuple[str, list[list[float]], ClassifyResult]:
     """A decoded classify (or pooling) request → the served name, activated rows, figures."""
     call.adopt(req.request_id, req.rid)
-    model = check_model(state, req.model)
-    kind = activation_of(req, state.default_activation)
+    target = target_of(state, req.model)
+    kind = activation_of(req, target.activation)
     check_truncation(req.truncate_prompt_tokens, state.engine.max_model_len)
     options = options_of(req, state.config.auto_truncate)
+    if target.adapter is not None:
+        options = dataclasses.replace(options, adapter=target.adapter)
+        call.lora_name = target.adapter
     try:
         prompts = await prompts_of(req, state.engine)
         check_batch_size(state, len(prompts), "input")
         rows, result = await classify_prompts(state, prompts, options, kind)
     except InvalidInput as exc:
         raise vllm_error(input_names(req), exc) from exc
-    return model, rows, result
+    return target.name, rows, result
 
 
 async def classify(body: bytes, state: AppState, call: Call) -> Response:
@@ -103,9 +108,9 @@ async def classify(body: bytes, state: AppState, call: Call) -> Response:
 async def respond(req: ClassifyRequest, state: AppState, call: Call) -> Response:
     """A decoded classify request's answer (server/sglang.py checks its own rules first)."""
     model, rows, result = await classified(req, state, call)
-    info = state.engine.info
+    labels = target_of(state, model).labels
     data = [
-        ClassifyData(index, info.labels[argmax(probs)], probs, len(probs))
+        ClassifyData(index, labels[argmax(probs)], probs, len(probs))
         for index, probs in enumerate(rows)
     ]
     tokens = sum(result.prompt_tokens)

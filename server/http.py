@@ -48,6 +48,8 @@ class Call:
     tokens: int = 0
     # Milliseconds by phase, as in the x-*-time headers.
     timings: dict[str, float] = field(default_factory=dict)
+    # The LoRA adapter that answered (vLLM's `lora_name`); None: the base model.
+    lora_name: str | None = None
 
     def adopt(self, request_id: str | None, rid: str | None = None) -> None:
         """Take the body's id (`request_id`, else `rid`) over the header's."""
@@ -114,6 +116,7 @@ class ModelRoute:
                     "tokens": call.tokens,
                     "ms": round((time.perf_counter() - began) * 1000, 3),
                     **{f"{phase}_ms": value for phase, value in call.timings.items()},
+                    **({"lora_name": call.lora_name} if call.lora_name else {}),
                 },
             )
         return response
@@ -143,6 +146,14 @@ def check_model(state: AppState, model: str | None) -> str:
     if model is None:
         return state.names[0]
     if model not in state.names:
+        from server.adapters import adapter_named
+
+        if adapter_named(state, model) is not None:
+            raise bad_request(
+                f"`{model}` is a LoRA adapter; this route answers for the base model only "
+                "(adapters classify on /classify and /v1/classify).",
+                "model",
+            )
         raise not_found(f"The model `{model}` does not exist.")
     return model
 

@@ -11,8 +11,9 @@ from protocol.codec import decode, detokenize_decoder, tokenize_decoder
 from protocol.models import Info, Limits, ModelCard, ModelList, Version
 from protocol.tokenize import DetokenizeResponse, TokenizeResponse
 from server import __version__
+from server.adapters import target_of
 from server.errors import bad_request, error_response
-from server.http import Call, check_model
+from server.http import Call
 from server.prompts import text_messages
 from server.responses import MsgspecResponse
 from server.state import AppState, state_of
@@ -45,6 +46,18 @@ async def models(request: Request) -> Response:
         )
         for name in state.names
     ]
+    # LoRA adapters as vLLM lists them: root is the adapter's directory, parent its base.
+    specs = engine.config.adapters if engine.config.enable_lora else ()
+    for spec, adapter in zip(specs, engine.info.adapters, strict=False):
+        cards.append(
+            ModelCard(
+                id=adapter.name,
+                created=state.created,
+                max_model_len=engine.max_model_len,
+                root=spec.path,  # as given: a Hub id stays an id
+                parent=spec.base_model_name or state.names[0],
+            )
+        )
     return MsgspecResponse(ModelList(data=cards))
 
 
@@ -91,7 +104,7 @@ async def metrics(request: Request) -> Response:
 async def tokenize(body: bytes, state: AppState, call: Call) -> Response:
     """vLLM's /tokenize: a `prompt`, or chat `messages` rendered with the chat template."""
     req = decode(tokenize_decoder, body)
-    check_model(state, req.model)
+    target_of(state, req.model)  # adapters share the base's tokenizer
     engine = state.engine
     if req.messages is not None:
         if req.prompt is not None:
@@ -132,7 +145,7 @@ async def tokenize(body: bytes, state: AppState, call: Call) -> Response:
 async def detokenize(body: bytes, state: AppState, call: Call) -> Response:
     """vLLM's /detokenize: token ids back to text; an id outside the vocabulary is a 400."""
     req = decode(detokenize_decoder, body)
-    check_model(state, req.model)
+    target_of(state, req.model)
     return MsgspecResponse(DetokenizeResponse(prompt=await state.engine.detokenize(req.tokens)))
 
 

@@ -89,7 +89,10 @@ def last_token_forward(model: Any) -> Forward:
     is exact for any head but slower."""
     head = getattr(model, "score", None)
     base = getattr(model, "base_model", model)
-    if isinstance(head, nn.Linear) and base is not model:
+    # With LoRA adapters the head is a HeadSwitch (engine/model/lora.py) over Linear heads,
+    # which applies by position the same way.
+    linear = isinstance(getattr(head, "base", head), nn.Linear)
+    if isinstance(head, nn.Module) and linear and base is not model:
         forward = LastTokenForward(base, head)
         if _agrees(model, forward):
             return forward

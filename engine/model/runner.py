@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.adapters import AdapterInfo
 from engine.config import EngineConfig
 from engine.model.convert import PAIRS_AS_TEXT
 from engine.model.loading import load_classifier
@@ -48,6 +49,8 @@ class ModelInfo:
     packed: bool = False
     # True for a causal LM converted into a reranker: a pair is one text, query + document.
     pairs_as_text: bool = False
+    # LoRA adapters (--lora-modules), each with its own head's labels; adapter i is index i + 1.
+    adapters: tuple[AdapterInfo, ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -63,8 +66,12 @@ class ModelRunner(Protocol):
 
     def load(self) -> ModelInfo: ...
 
+    # `adapters`: each row's adapter index (0: the base), only when some row has one.
     def launch(
-        self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
+        self,
+        ids: Sequence[Sequence[int]],
+        type_ids: Sequence[Sequence[int]] | None,
+        adapters: Sequence[int] | None = None,
     ) -> Any: ...
 
     def finish(self, launched: Any) -> list[list[float]]: ...
@@ -106,6 +113,9 @@ class TransformersRunner:
         self._forward: Forward | None = None
         self._packed: PackedEncoder | None = None
         self._cuda: CudaStaging | None = None
+        self._adapters: tuple[AdapterInfo, ...] = ()
+        # Logits per row by adapter index (0: the base): a mixed batch's are zero-padded.
+        self._widths: list[int] = []
 
     def load(self) -> ModelInfo:
         from engine.model.device import resolve_device, resolve_dtype
@@ -113,6 +123,7 @@ class TransformersRunner:
         device = resolve_device(self._config.device)
         dtype = resolve_dtype(self._config.dtype, device)
         model = self._load_model(device, dtype)
+        self._adapters = self._attach_adapters(model, dtype)
         # Checked before any quantization: int8 moves results by its own per-batch scales
         # (pad rows included in the padded forward's), which the check could not tell from
         # a wrong layout.
@@ -128,7 +139,31 @@ class TransformersRunner:
         self._warm_up(info)
         return info
 
-    def launch(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None) -> Any:
+    def launch(
+        self,
+        ids: Sequence[Sequence[int]],
+        type_ids: Sequence[Sequence[int]] | None,
+        adapters: Sequence[int] | None = None,
+    ) -> Any:
+        if adapters is None:
+            return self._launch(ids, type_ids)
+        from engine.model.last_token import OneRowAtATime
+        from engine.model.lora import groups_of, routed
+
+        widths = [self._widths[a] for a in adapters]
+        if isinstance(self._forward, OneRowAtATime) and self._packed is None:
+            # Its forward runs each row alone, so each row runs routed to its own adapter.
+            handles = []
+            for i, (row, adapter) in enumerate(zip(ids, adapters, strict=True)):
+                with routed([(adapter, None)]):
+                    handles.append(self._launch([row], None if type_ids is None else [type_ids[i]]))
+            return _Routed(handles, widths)
+        with routed(groups_of(adapters, self._device)):
+            return _Routed([self._launch(ids, type_ids)], widths)
+
+    def _launch(
+        self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None
+    ) -> Any:
         import torch
 
         if self._packed is not None:
@@ -158,6 +193,9 @@ class TransformersRunner:
             return self._cuda.launch(self._forward, host)
 
     def finish(self, launched: Any) -> list[list[float]]:
+        if isinstance(launched, _Routed):
+            full = [row for handle in launched.handles for row in self.finish(handle)]
+            return [row[:width] for row, width in zip(full, launched.widths, strict=True)]
         if self._cuda is not None:
             return self._cuda.finish(launched)
         rows: list[list[float]] = launched.tolist()
@@ -195,10 +233,27 @@ class TransformersRunner:
         CPU only: the GPU path stages whole padded tensors on a side stream."""
         if device.type != "cpu" or not self._config.packed:
             return None
+        if self._adapters:
+            # The packed encoder is scripted and sees one token stream, not rows; adapters'
+            # per-row routing lives in eager modules (engine/model/lora.py), so padded it is.
+            logger.info("LoRA adapters are served with the padded forward, not the packed one")
+            return None
         from engine.model.packing import checked_packed
 
         # Eager for int8: only the layout is checked, and the int8 encoder is scripted anew.
         return checked_packed(model, dtype, script=self._config.quantization != "int8")
+
+    def _attach_adapters(self, model: Any, dtype: Any) -> tuple[AdapterInfo, ...]:
+        """--lora-modules onto the loaded base, before any forward wraps its modules."""
+        self._widths = [int(model.config.num_labels)]
+        specs = self._config.adapters if self._config.enable_lora else ()
+        if not specs:
+            return ()
+        from engine.model.lora import attach_adapters
+
+        adapters = attach_adapters(model, specs, self._config.max_lora_rank, dtype)
+        self._widths += [a.num_labels for a in adapters]
+        return adapters
 
     def _quantize(self, model: Any, device: Any, dtype: Any) -> Any:
         if self._config.quantization != "int8":
@@ -252,6 +307,7 @@ class TransformersRunner:
             quantization=self._config.quantization,
             packed=self._packed is not None,
             pairs_as_text=bool(getattr(model.config, PAIRS_AS_TEXT, False)),
+            adapters=self._adapters,
         )
 
     def _warm_up(self, info: ModelInfo) -> None:
@@ -265,3 +321,11 @@ class TransformersRunner:
             width, rows = 8, 2
         ids = [[self._pad_id + 1 if self._pad_id + 1 < info.vocab_size else 0] * width] * rows
         self.finish(self.launch(ids, None))
+
+
+@dataclass(frozen=True)
+class _Routed:
+    """A launched batch with adapters, and each row's own label count."""
+
+    handles: list[Any]
+    widths: list[int]

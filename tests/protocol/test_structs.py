@@ -55,7 +55,7 @@ FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     ErrorResponse: ("error", "detail"),
     FlatErrorResponse: ("object", "message", "type", "param", "code"),
     Unauthorized: ("error",),
-    ModelCard: ("id", "created", "max_model_len", "object", "owned_by", "root"),
+    ModelCard: ("id", "created", "max_model_len", "object", "owned_by", "root", "parent"),
     ModelList: ("data", "object"),
     Version: ("version",),
     Limits: (
@@ -207,6 +207,7 @@ def test_models_and_version() -> None:
                 "object": "model",
                 "owned_by": "classifyd",
                 "root": None,
+                "parent": None,
             }
         ],
         "object": "list",
