@@ -502,3 +502,14 @@ def build_remote_code_model(out: Path, *, num_labels: int = 1, seed: int = 0) ->
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def build_cross_encoder(out: Path, seed: int = 3) -> Path:
+    """A one-label BERT whose tokenizer returns segment ids, as every real BERT tokenizer does,
+    so `tokenizer(a, b)` feeds the model the token_type_ids a pair-aware server sends."""
+    from transformers import AutoTokenizer
+
+    build_model(out, "bert", num_labels=1, seed=seed)
+    names = ["input_ids", "token_type_ids", "attention_mask"]
+    AutoTokenizer.from_pretrained(out, model_input_names=names).save_pretrained(out)
+    return out

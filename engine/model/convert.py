@@ -123,26 +123,13 @@ def convert_causal_lm(cfg: EngineConfig, hf_config: Any, conversion: Conversion,
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from engine.model.loading import first_line
+    from engine.model.loading import load_pretrained
 
     tokenizer = AutoTokenizer.from_pretrained(
         cfg.tokenizer or cfg.model, trust_remote_code=cfg.trust_remote_code
     )
     ids = label_token_ids(tokenizer, conversion.tokens)
-    lm: Any
-    loading: dict[str, Any]
-    try:
-        lm, loading = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
-            cfg.model,
-            config=hf_config,
-            dtype=dtype,
-            trust_remote_code=cfg.trust_remote_code,
-            output_loading_info=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(
-            f"Cannot load {cfg.model!r} as a causal LM: {first_line(exc)}"
-        ) from exc
+    lm, loading = load_pretrained(AutoModelForCausalLM, cfg, hf_config, dtype, "a causal LM")
     if any(k.startswith("lm_head") for k in loading.get("missing_keys", ())):
         # An LM head initialised at random would give the classifier random rows.
         raise ModelLoadError(

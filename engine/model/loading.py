@@ -73,18 +73,9 @@ def load_classifier(cfg: EngineConfig, dtype: Any) -> Any:
         )
     from transformers import AutoModelForSequenceClassification
 
-    try:
-        model, loading = AutoModelForSequenceClassification.from_pretrained(
-            cfg.model,
-            config=hf_config,
-            dtype=dtype,
-            trust_remote_code=cfg.trust_remote_code,
-            output_loading_info=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(
-            f"Cannot load {cfg.model!r} as a sequence classifier: {first_line(exc)}"
-        ) from exc
+    model, loading = load_pretrained(
+        AutoModelForSequenceClassification, cfg, hf_config, dtype, "a sequence classifier"
+    )
     missing = [k for k in loading.get("missing_keys", ()) if _is_head(k)]
     if missing:
         # A head initialised at random would answer with noise; refuse instead.
@@ -92,6 +83,24 @@ def load_classifier(cfg: EngineConfig, dtype: Any) -> Any:
             f"{cfg.model!r} has no trained classification head (missing {', '.join(missing)})."
         )
     return model
+
+
+def load_pretrained(
+    auto_class: Any, cfg: EngineConfig, hf_config: Any, dtype: Any, what: str
+) -> tuple[Any, dict[str, Any]]:
+    """`auto_class.from_pretrained` on the model directory, with its loading info (missing
+    keys); a failure is one ModelLoadError naming `what` it was loading as."""
+    try:
+        model, loading = auto_class.from_pretrained(
+            cfg.model,
+            config=hf_config,
+            dtype=dtype,
+            trust_remote_code=cfg.trust_remote_code,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"Cannot load {cfg.model!r} as {what}: {first_line(exc)}") from exc
+    return model, loading
 
 
 def _is_head(key: str) -> bool:

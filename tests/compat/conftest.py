@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.builders import build_model
+from tests.builders import build_cross_encoder, build_model
 from tests.live import Apps
 
 LABELS = ["neg", "neu", "pos"]
@@ -95,13 +95,7 @@ def clf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cross_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoTokenizer
-
-    out = build_model(tmp_path_factory.mktemp("cross"), "bert", num_labels=1, seed=3)
-    # Segment ids, as every real BERT tokenizer returns them, so pairs score as a peer's would.
-    names = ["input_ids", "token_type_ids", "attention_mask"]
-    AutoTokenizer.from_pretrained(out, model_input_names=names).save_pretrained(out)
-    return out
+    return build_cross_encoder(tmp_path_factory.mktemp("cross"))
 
 
 @pytest.fixture(scope="session")

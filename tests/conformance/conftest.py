@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.builders import build_model
+from tests.builders import build_cross_encoder, build_model
 from tests.live import Apps, AppSpecs
 
 # Renders `<|role|>content\n` per message; `greeting` is a chat_template_kwargs hook.
@@ -60,14 +60,7 @@ def clf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cross_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoTokenizer
-
-    out = build_model(tmp_path_factory.mktemp("cross"), "bert", num_labels=1, seed=3)
-    # As every real BERT tokenizer does, return segment ids, so `tokenizer(a, b)` feeds the
-    # model the same token_type_ids a pair-aware server sends.
-    names = ["input_ids", "token_type_ids", "attention_mask"]
-    AutoTokenizer.from_pretrained(out, model_input_names=names).save_pretrained(out)
-    return out
+    return build_cross_encoder(tmp_path_factory.mktemp("cross"))
 
 
 @pytest.fixture(scope="session")
