@@ -28,6 +28,11 @@ def fetch_adapters(cfg: EngineConfig, *, endpoint: str | None = None) -> EngineC
     return replace(cfg, lora_modules=modules)
 
 
+def local_adapter(spec: AdapterSpec, cache_dir: str | None) -> str:
+    """One adapter's directory: its path, or its Hub snapshot downloaded (run-time loads)."""
+    return _local(spec, cache_dir, None)
+
+
 def _as_module(spec: AdapterSpec, path: str) -> str:
     fields = {"name": spec.name, "path": path}
     if spec.base_model_name is not None:

@@ -256,8 +256,9 @@ class EngineConfig:
     max_loras: int | None = field(
         default=None,
         metadata=option(
-            "LoRA adapters resident at once; more --lora-modules are refused",
-            shown="as many as --lora-modules names",
+            "LoRA adapters resident at once; more --lora-modules, or a run-time load "
+            "beyond it, are refused",
+            shown="no limit",
         ),
     )
     max_lora_rank: int = field(
@@ -340,3 +341,25 @@ class EngineConfig:
     def names(self) -> tuple[str, ...]:
         """The names clients may send as `model`; the first is the one responses carry."""
         return self.served_model_names or (self.model,)
+
+
+def resolve_max_model_len(
+    cfg: EngineConfig, max_position_len: int | None, tokenizer_limit: int | None
+) -> int:
+    """The longest prompt served: --max-model-len, checked against the model's own limit and
+    one batch's token budget; without it, as long as the model allows within one batch."""
+    limits = [x for x in (max_position_len, tokenizer_limit) if x]
+    model_limit = min(limits) if limits else None
+    asked = cfg.max_model_len
+    if asked is not None:
+        if model_limit is not None and asked > model_limit:
+            raise ValueError(
+                f"max_model_len {asked} is more than the model's limit of {model_limit}"
+            )
+        if asked > cfg.max_batch_tokens:
+            raise ValueError(
+                f"max_model_len {asked} is more than max_batch_tokens "
+                f"{cfg.max_batch_tokens}; one prompt must fit in a batch"
+            )
+        return asked
+    return min(model_limit or cfg.max_batch_tokens, cfg.max_batch_tokens)

@@ -9,6 +9,7 @@ The engine speaks in prompts and logits; the HTTP layer maps them to the wire.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,9 @@ from types import TracebackType
 from typing import Any, Literal, cast
 
 from engine.adapter_hub import fetch_adapters
-from engine.config import EngineConfig
+from engine.adapter_registry import AdapterRegistry
+from engine.adapters import AdapterInfo, AdapterSpec
+from engine.config import EngineConfig, resolve_max_model_len
 from engine.entry import Entry
 from engine.errors import (
     EmptyPrompt,
@@ -84,6 +87,7 @@ class Engine:
         # Set whenever no admitted prompt is left unanswered (drain waits on it).
         self._idle = asyncio.Event()
         self._idle.set()
+        self.adapters = AdapterRegistry(config, self.metrics, self._adapters_changed)
         self.metrics.bind(
             waiting=lambda: self._scheduler.waiting_count,
             waiting_tokens=lambda: self._scheduler.waiting_tokens,
@@ -128,7 +132,10 @@ class Engine:
         # thread still resolves when its load ends (it would raise InvalidStateError there).
         with named_as_given(cfg, local):
             self._info = await asyncio.shield(asyncio.wrap_future(primary.start()))
-        self._max_model_len = self._resolve_max_model_len(self._info, self._tokenizer)
+        self.adapters.start(self._info.adapters)
+        self._max_model_len = resolve_max_model_len(
+            cfg, self._info.max_position_len, self._tokenizer.model_max_length
+        )
         self.metrics.size_prompts(self._max_model_len)
         on_gpu = self._info.device.startswith("cuda")
         self._tokenizer.parallel = on_gpu
@@ -170,25 +177,6 @@ class Engine:
             await asyncio.to_thread(worker.stop, 1.0 if self._abandoned else 30.0)
         if self._tokenizer is not None:
             self._tokenizer.close()
-
-    def _resolve_max_model_len(self, info: ModelInfo, tokenizer: Tokenizer) -> int:
-        limits = [x for x in (info.max_position_len, tokenizer.model_max_length) if x]
-        model_limit = min(limits) if limits else None
-        asked = self.config.max_model_len
-        if asked is not None:
-            if model_limit is not None and asked > model_limit:
-                raise ValueError(
-                    f"max_model_len {asked} is more than the model's limit of {model_limit}"
-                )
-            if asked > self.config.max_batch_tokens:
-                raise ValueError(
-                    f"max_model_len {asked} is more than max_batch_tokens "
-                    f"{self.config.max_batch_tokens}; one prompt must fit in a batch"
-                )
-            return asked
-        # Without an explicit limit, a prompt may be as long as the model allows, within
-        # one batch's budget.
-        return min(model_limit or self.config.max_batch_tokens, self.config.max_batch_tokens)
 
     # -- state -------------------------------------------------------------------------
 
@@ -249,12 +237,19 @@ class Engine:
 
     def adapter_index(self, name: str | None) -> int:
         """The entries' index of a LoRA adapter (0: the base); InvalidInput if not served."""
-        if name is None:
-            return 0
-        for index, adapter in enumerate(self.info.adapters, 1):
-            if adapter.name == name:
-                return index
-        raise InvalidInput(f"There is no LoRA adapter named {name!r}.", param="adapter")
+        return self.adapters.index(name)
+
+    async def load_adapter(self, spec: AdapterSpec, *, inplace: bool = False) -> None:
+        """A LoRA adapter loaded at run time (engine/adapter_registry.py)."""
+        await self.adapters.load(self._workers[0].runner if self._workers else None, spec,
+                                 inplace=inplace)  # fmt: skip
+
+    async def unload_adapter(self, name: str) -> None:
+        await self.adapters.unload(self._workers[0].runner if self._workers else None, name)
+
+    def _adapters_changed(self, adapters: tuple[AdapterInfo, ...]) -> None:
+        if self._info is not None:
+            self._info = dataclasses.replace(self._info, adapters=adapters)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -279,21 +274,25 @@ class Engine:
                 param="prompts",
             )
         _check_not_empty(prompts)
-        self.adapter_index(options.adapter)
+        self.adapter_index(options.adapter)  # an unknown adapter before a full server
         # Try-acquire only: a full server answers at once instead of queueing unboundedly.
         if self._admitted + count > limit:
             self.metrics.rejected.labels("overloaded").inc()
             raise Overloaded(count, self._admitted, limit)
+        adapter = self.adapters.pin(options.adapter)
         self._admitted += count
         self._idle.clear()
         try:
-            return await self._classify(prompts, options)
+            return await self._classify(prompts, options, adapter)
         finally:
+            self.adapters.unpin(adapter)
             self._admitted -= count
             if self._admitted == 0:
                 self._idle.set()
 
-    async def _classify(self, prompts: Prompts, options: ClassifyOptions) -> ClassifyResult:
+    async def _classify(
+        self, prompts: Prompts, options: ClassifyOptions, adapter: int
+    ) -> ClassifyResult:
         start = time.perf_counter()
         ids, type_ids = await self._encode(prompts, options)
         tokenized = time.perf_counter()
@@ -309,7 +308,6 @@ class Engine:
             self.metrics.rejected.labels("queue_full").inc()
             raise Overloaded.queue_full(sum(map(len, ids)), waiting_tokens, bound)
         loop = asyncio.get_running_loop()
-        adapter = self.adapter_index(options.adapter)
         entries = [
             Entry(row, loop.create_future(), options.priority,
                   type_ids=None if type_ids is None else type_ids[i], adapter=adapter)

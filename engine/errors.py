@@ -109,3 +109,11 @@ class InferenceError(EngineError):
 
 class ModelLoadError(EngineError):
     """The model directory could not be loaded as a sequence classifier."""
+
+
+class AdapterConflict(InvalidInput):
+    """A LoRA adapter cannot be loaded as asked: its name is taken, or --max-loras is full."""
+
+
+class AdapterNotFound(EngineError):
+    """No LoRA adapter of that name is loaded (an unload of an unknown one)."""

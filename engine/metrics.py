@@ -100,6 +100,12 @@ class EngineMetrics:
             "classifyd_lora_requests", "Requests answered by a LoRA adapter.", ["lora_name"],
             registry=r,
         )  # fmt: skip
+        self.lora_loaded = Gauge("classifyd_lora_adapters", "LoRA adapters loaded now.", registry=r)
+        # /v1/load_lora_adapter and /v1/unload_lora_adapter, by action and result.
+        self.lora_updates = Counter(
+            "classifyd_lora_updates", "Runtime LoRA adapter loads and unloads.",
+            ["action", "result"], registry=r,
+        )  # fmt: skip
         self.input_tokens = Histogram(
             "classifyd_input_tokens", "Tokens per prompt.", buckets=_TOKEN_BUCKETS, registry=r
         )

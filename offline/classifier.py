@@ -28,7 +28,7 @@ from typing import Any, Literal, Unpack, overload
 
 from engine.activation import Activation, activate, argmax, default_activation
 from engine.config import EngineConfig
-from engine.engine import Engine
+from engine.engine import ClassifyOptions, Engine
 from engine.errors import EngineUnavailable, InvalidPrompt
 from engine.model.runner import ModelInfo
 from offline.options import ClassifierOptions, split_options
@@ -65,6 +65,15 @@ class Failed:
 
 
 Outcome = Classification | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What one call classifies with: the base or an adapter, its labels and activation."""
+
+    options: ClassifyOptions
+    labels: tuple[str, ...]
+    kind: Activation
 
 
 def resolve_model(model: str | PathLike[str] | None, *, progress: bool = True) -> tuple[str, str]:
@@ -140,7 +149,7 @@ class AsyncClassifier:
     async def _adapter_info(self, engine: Engine, name: str) -> ModelInfo:
         """The model as the adapter `name` answers: its own head's labels and problem type."""
         try:
-            adapter = engine.info.adapters[engine.adapter_index(name) - 1]
+            adapter = engine.adapters.get(name)
         except BaseException:
             await self.close()
             raise
@@ -193,53 +202,95 @@ class AsyncClassifier:
     # -- classifying -------------------------------------------------------------------
 
     async def classify(
-        self, texts: str | Iterable[str] | AsyncIterable[str]
+        self, texts: str | Iterable[str] | AsyncIterable[str], *, adapter: str | None = None
     ) -> list[Classification]:
         """Every text's result, in input order; raises the first text's error (InvalidInput,
-        InputTooLong), as the server answers 400 for a request with one bad text."""
-        return [r async for r in self.classify_iter(texts)]
+        InputTooLong), as the server answers 400 for a request with one bad text.
+        `adapter`: a LoRA adapter for this call (the base model's name: the base); None: the
+        classifier's own `adapter` option."""
+        return [r async for r in self.classify_iter(texts, adapter=adapter)]
 
     @overload
     def classify_iter(
-        self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Literal["raise"] = ...
+        self,
+        texts: str | Iterable[str] | AsyncIterable[str],
+        *,
+        errors: Literal["raise"] = ...,
+        adapter: str | None = None,
     ) -> AsyncIterator[Classification]: ...
 
     @overload
     def classify_iter(
-        self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Literal["return"]
+        self,
+        texts: str | Iterable[str] | AsyncIterable[str],
+        *,
+        errors: Literal["return"],
+        adapter: str | None = None,
     ) -> AsyncIterator[Outcome]: ...
 
     async def classify_iter(
-        self, texts: str | Iterable[str] | AsyncIterable[str], *, errors: Errors = "raise"
+        self,
+        texts: str | Iterable[str] | AsyncIterable[str],
+        *,
+        errors: Errors = "raise",
+        adapter: str | None = None,
     ) -> AsyncIterator[Any]:
         """Results in input order as they finish, reading `texts` only as fast as the window
         frees. errors="return": a text the model cannot take yields a `Failed` in its place."""
-        async for outcomes in self.outcome_chunks(texts):
+        async for outcomes in self.outcome_chunks(texts, adapter=adapter):
             for outcome in _checked(outcomes, errors):
                 yield outcome
 
     def outcome_chunks(
-        self, texts: str | Iterable[str] | AsyncIterable[str]
+        self, texts: str | Iterable[str] | AsyncIterable[str], *, adapter: str | None = None
     ) -> AsyncIterator[list[Outcome]]:
         """The outcomes chunk by chunk, in input order: at most `window` texts are between
         being read and being handed back, and the engine's batches draw on all of them.
         A plain iterable is read on a helper thread, so a slow file or a pipe never stalls
         the engine's event loop, and a pipe that pauses never holds back finished results."""
+        # Resolved now: an unknown adapter fails the call before any text is read.
+        target = self._target(adapter)
+
+        async def run(chunk: list[str], start: int) -> list[Outcome]:
+            return await self.run_chunk(chunk, start, target)
+
         return ordered_chunks(
             [texts] if isinstance(texts, str) else texts,
-            self.run_chunk,
+            run,
             chunk_size=self.chunk_size,
             window=self.window,
         )
 
-    async def run_chunk(self, texts: list[str], start: int) -> list[Outcome]:
+    def _target(self, adapter: str | None) -> _Target:
+        """The classifier's own target (None), the base (its name) or a loaded adapter."""
+        if adapter is None:
+            return _Target(self._text_options, self.info.labels, self._kind)
+        engine = self.engine
+        if adapter in engine.config.names:
+            name, labels, problem = None, engine.info.labels, engine.info.problem_type
+        else:
+            info = engine.adapters.get(adapter)  # InvalidInput when it is not loaded
+            name, labels, problem = adapter, info.labels, info.problem_type
+        use = self._use_activation
+        kind: Activation = default_activation(problem, len(labels)) if use else "none"
+        return _Target(replace(self._text_options, adapter=name), labels, kind)
+
+    async def run_chunk(
+        self, texts: list[str], start: int, target: _Target | None = None
+    ) -> list[Outcome]:
         """One chunk through the engine (≤ window texts); `start` is its first text's index.
         A text the engine refuses fails alone (pipeline.isolate finds which)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {start + i} is {type(text).__name__}, not str")
-        outcomes = await isolate(texts, self._classify, _blame)
-        labels = self.info.labels
+        target = target or self._target(None)
+
+        async def classify(chunk: list[str]) -> list[tuple[list[float], int]]:
+            result = await self.engine.classify(chunk, target.options)
+            return list(zip(result.logits, result.prompt_tokens, strict=True))
+
+        outcomes = await isolate(texts, classify, _blame)
+        labels = target.labels
         out: list[Outcome] = []
         for index, outcome in enumerate(outcomes, start):
             if isinstance(outcome, ItemFailed):
@@ -247,14 +298,9 @@ class AsyncClassifier:
                 out.append(Failed(index, outcome.error.at(index)))
             else:
                 row, tokens = outcome
-                probs = activate(row, self._kind)
+                probs = activate(row, target.kind)
                 out.append(Classification(index, labels[argmax(probs)], probs, len(probs), tokens))
         return out
-
-    async def _classify(self, texts: list[str]) -> list[tuple[list[float], int]]:
-        """Each text's logits and token count, from one engine call."""
-        result = await self.engine.classify(texts, self._text_options)
-        return list(zip(result.logits, result.prompt_tokens, strict=True))
 
 
 class Classifier:
@@ -318,29 +364,38 @@ class Classifier:
     def max_model_len(self) -> int:
         return self._inner.max_model_len
 
-    def classify(self, texts: str | Iterable[str]) -> list[Classification]:
-        """Every text's result, in input order; raises the first text's error."""
-        return list(self.classify_iter(texts))
+    def classify(
+        self, texts: str | Iterable[str], *, adapter: str | None = None
+    ) -> list[Classification]:
+        """Every text's result, in input order; raises the first text's error. `adapter`: a
+        LoRA adapter for this call (the base model's name: the base); None: the
+        classifier's own `adapter` option."""
+        return list(self.classify_iter(texts, adapter=adapter))
 
     @overload
     def classify_iter(
-        self, texts: str | Iterable[str], *, errors: Literal["raise"] = ...
+        self,
+        texts: str | Iterable[str],
+        *,
+        errors: Literal["raise"] = ...,
+        adapter: str | None = None,
     ) -> Iterator[Classification]: ...
 
     @overload
     def classify_iter(
-        self, texts: str | Iterable[str], *, errors: Literal["return"]
+        self, texts: str | Iterable[str], *, errors: Literal["return"], adapter: str | None = None
     ) -> Iterator[Outcome]: ...
 
     def classify_iter(
-        self, texts: str | Iterable[str], *, errors: Errors = "raise"
+        self, texts: str | Iterable[str], *, errors: Errors = "raise", adapter: str | None = None
     ) -> Iterator[Any]:
         """Results in input order as they finish. `texts` is read on a helper thread, only as
         fast as the window frees, so a file of any size streams in bounded memory.
         errors="return": a text the model cannot take yields a `Failed` in its place."""
         if self._closed:
             raise EngineUnavailable("The classifier is closed.")
-        for outcomes in self._loop.iterate(self._inner.outcome_chunks(texts)):
+        chunks = self._inner.outcome_chunks(texts, adapter=adapter)
+        for outcomes in self._loop.iterate(chunks):
             yield from _checked(outcomes, errors)
 
 

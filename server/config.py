@@ -39,6 +39,13 @@ class ServerConfig:
             "truncate over-long prompts to the maximum length instead of refusing them"
         ),
     )
+    # vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING=True also turns it on (server/lora_admin.py).
+    allow_runtime_lora_updating: bool = field(
+        default=False,
+        metadata=option(
+            "answer POST /v1/load_lora_adapter and /v1/unload_lora_adapter (needs --enable-lora)"
+        ),
+    )
     log_level: LogLevel = field(default="info", metadata=option("logging level"))
     log_format: LogFormat = field(default="text", metadata=option("log lines as text or JSON"))
     shutdown_timeout: float = field(

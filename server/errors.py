@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.errors import (
+    AdapterNotFound,
     EmptyPrompt,
     EngineError,
     EngineUnavailable,
@@ -117,6 +118,7 @@ class WireNames:
 
 # Engine exception → (status, error type). Order matters: subclasses before their bases.
 ENGINE_ERRORS: tuple[tuple[type[EngineError], int, str], ...] = (
+    (AdapterNotFound, 404, "NotFoundError"),
     (InvalidInput, 400, "BadRequestError"),
     (Overloaded, 429, "OverloadedError"),
     (EngineUnavailable, 503, "ServiceUnavailableError"),

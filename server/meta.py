@@ -47,15 +47,15 @@ async def models(request: Request) -> Response:
         for name in state.names
     ]
     # LoRA adapters as vLLM lists them: root is the adapter's directory, parent its base.
-    specs = engine.config.adapters if engine.config.enable_lora else ()
-    for spec, adapter in zip(specs, engine.info.adapters, strict=False):
+    # Those loaded at run time included (engine/adapter_registry.py).
+    for adapter in engine.adapters.residents:
         cards.append(
             ModelCard(
-                id=adapter.name,
+                id=adapter.info.name,
                 created=state.created,
                 max_model_len=engine.max_model_len,
-                root=spec.path,  # as given: a Hub id stays an id
-                parent=spec.base_model_name or state.names[0],
+                root=adapter.root,  # as given: a Hub id stays an id
+                parent=adapter.parent or state.names[0],
             )
         )
     return MsgspecResponse(ModelList(data=cards))

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from protocol.classify import ClassifyRequest, ClassifyResponse
 from protocol.codec import encode
 from protocol.errors import ErrorResponse, FlatErrorResponse
+from protocol.lora import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 from protocol.models import Info, ModelList, Version
 from protocol.pooling import PoolingRequest, PoolingResponse
 from protocol.scoring import RerankRequest, RerankResponse, ScoreRequest, ScoreResponse
@@ -29,7 +30,17 @@ from protocol.tokenize import (
     TokenizeResponse,
     TokenizerInfo,
 )
-from server import classify, invocations, meta, pooling, scoring, sglang, tei, tei_rerank
+from server import (
+    classify,
+    invocations,
+    lora_admin,
+    meta,
+    pooling,
+    scoring,
+    sglang,
+    tei,
+    tei_rerank,
+)
 from server.errors import ErrorMapper, sglang_response, to_response
 from server.http import ModelRoute
 from server.openapi import PREDICTIONS, RANKS, TEI_ERRORS, Doc, document
@@ -150,6 +161,27 @@ TABLE: tuple[Endpoint, ...] = (
         "/detokenize",
         meta.detokenize,
         Doc("The text of token ids.", DetokenizeRequest, DetokenizeResponse),
+    ),
+    # vLLM's run-time adapter routes: a 404 unless --allow-runtime-lora-updating.
+    _model(
+        "/v1/load_lora_adapter",
+        lora_admin.load_lora_adapter,
+        Doc(
+            "Load a LoRA adapter at run time (vLLM; --allow-runtime-lora-updating).",
+            LoadLoRAAdapterRequest,
+            {"type": "string"},
+            media_type="text/plain",
+        ),
+    ),
+    _model(
+        "/v1/unload_lora_adapter",
+        lora_admin.unload_lora_adapter,
+        Doc(
+            "Unload a LoRA adapter (vLLM; --allow-runtime-lora-updating).",
+            UnloadLoRAAdapterRequest,
+            {"type": "string"},
+            media_type="text/plain",
+        ),
     ),
     Endpoint(
         "/tokenizer_info",

@@ -114,8 +114,10 @@ class HeadSwitch(nn.Module):
         self.heads = nn.ModuleDict()
 
     def head(self, index: int) -> nn.Module:
-        # nn.ModuleDict has no get().
-        return self.heads[str(index)] if str(index) in self.heads else self.base  # noqa: SIM401
+        # One dict read (nn.ModuleDict has no get()): an unload cannot fall between a test and
+        # the read. Only a cancelled request's rows may still name an unloaded adapter.
+        head = self.heads._modules.get(str(index))
+        return self.base if head is None else head
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         groups = _groups()
@@ -138,6 +140,27 @@ def attach_adapters(
     return tuple(
         _attach(model, spec, index, max_rank, dtype) for index, spec in enumerate(specs, 1)
     )
+
+
+def attach_adapter(
+    model: nn.Module, spec: AdapterSpec, index: int, max_rank: int, dtype: torch.dtype
+) -> AdapterInfo:
+    """One adapter onto a model that may be serving: wrappers for other indices keep their
+    answers (a new wrapper adds nothing for them), and a failed load leaves nothing behind."""
+    try:
+        return _attach(model, spec, index, max_rank, dtype)
+    except BaseException:
+        detach_adapter(model, index)
+        raise
+
+
+def detach_adapter(model: nn.Module, index: int) -> None:
+    """Drop adapter `index`'s deltas and heads; only once no forward is routed to it."""
+    for module in model.modules():
+        if isinstance(module, LoraLinear):
+            module.deltas.pop(index, None)
+        elif isinstance(module, HeadSwitch) and str(index) in module.heads:
+            del module.heads[str(index)]
 
 
 def _attach(

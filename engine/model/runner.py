@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.adapters import AdapterInfo
+from engine.adapters import AdapterInfo, AdapterSpec
 from engine.config import EngineConfig
 from engine.model.convert import PAIRS_AS_TEXT
 from engine.model.loading import load_classifier
@@ -115,7 +115,8 @@ class TransformersRunner:
         self._cuda: CudaStaging | None = None
         self._adapters: tuple[AdapterInfo, ...] = ()
         # Logits per row by adapter index (0: the base): a mixed batch's are zero-padded.
-        self._widths: list[int] = []
+        self._widths: dict[int, int] = {}
+        self._dtype: Any = None
 
     def load(self) -> ModelInfo:
         from engine.model.device import resolve_device, resolve_dtype
@@ -150,7 +151,8 @@ class TransformersRunner:
         from engine.model.last_token import OneRowAtATime
         from engine.model.lora import groups_of, routed
 
-        widths = [self._widths[a] for a in adapters]
+        # A cancelled request's rows may name an adapter unloaded since; nobody reads them.
+        widths = [self._widths.get(a, 0) for a in adapters]
         if isinstance(self._forward, OneRowAtATime) and self._packed is None:
             # Its forward runs each row alone, so each row runs routed to its own adapter.
             handles = []
@@ -209,6 +211,22 @@ class TransformersRunner:
         if self._device is not None and self._device.type == "cpu":
             torch.set_num_threads(threads)
 
+    def load_adapter(self, spec: AdapterSpec, index: int) -> AdapterInfo:
+        """A LoRA adapter added at run time under a new `index`, while batches may run: its
+        weights go in before any batch is routed to it (engine/adapter_registry.py)."""
+        from engine.model.lora import attach_adapter
+
+        info = attach_adapter(self._model, spec, index, self._config.max_lora_rank, self._dtype)
+        self._widths[index] = info.num_labels
+        return info
+
+    def unload_adapter(self, index: int) -> None:
+        """Drop adapter `index`, once no admitted request is routed to it."""
+        from engine.model.lora import detach_adapter
+
+        detach_adapter(self._model, index)
+        self._widths.pop(index, None)
+
     def close(self) -> None:
         self._model = None
         self._forward = None
@@ -233,9 +251,10 @@ class TransformersRunner:
         CPU only: the GPU path stages whole padded tensors on a side stream."""
         if device.type != "cpu" or not self._config.packed:
             return None
-        if self._adapters:
+        if self._config.enable_lora:
             # The packed encoder is scripted and sees one token stream, not rows; adapters'
-            # per-row routing lives in eager modules (engine/model/lora.py), so padded it is.
+            # per-row routing lives in eager modules (engine/model/lora.py), so padded it is,
+            # also before any adapter is loaded at run time.
             logger.info("LoRA adapters are served with the padded forward, not the packed one")
             return None
         from engine.model.packing import checked_packed
@@ -245,14 +264,15 @@ class TransformersRunner:
 
     def _attach_adapters(self, model: Any, dtype: Any) -> tuple[AdapterInfo, ...]:
         """--lora-modules onto the loaded base, before any forward wraps its modules."""
-        self._widths = [int(model.config.num_labels)]
+        self._dtype = dtype
+        self._widths = {0: int(model.config.num_labels)}
         specs = self._config.adapters if self._config.enable_lora else ()
         if not specs:
             return ()
         from engine.model.lora import attach_adapters
 
         adapters = attach_adapters(model, specs, self._config.max_lora_rank, dtype)
-        self._widths += [a.num_labels for a in adapters]
+        self._widths.update((i, a.num_labels) for i, a in enumerate(adapters, 1))
         return adapters
 
     def _quantize(self, model: Any, device: Any, dtype: Any) -> Any:
