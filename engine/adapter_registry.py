@@ -141,6 +141,16 @@ class AdapterRegistry:
             index = self._next
             self._next += 1
             info = await asyncio.to_thread(runner.load_adapter, replace(spec, path=local), index)
+            if old is not None and (info.labels, info.problem_type) != (
+                old.info.labels,
+                old.info.problem_type,
+            ):
+                # A request routed before the swap reads the old labels; its logits must fit.
+                await asyncio.to_thread(runner.unload_adapter, index)
+                raise AdapterConflict(
+                    f"The lora adapter '{spec.name}' cannot be replaced in place by one with "
+                    "other labels or activation; unload it and load the new one."
+                )
             self._by_name[spec.name] = Resident(info, index, spec.path, None)
             self._publish()
         logger.info("loaded LoRA adapter %r from %s (index %d)", spec.name, spec.path, index)

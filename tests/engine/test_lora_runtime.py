@@ -90,11 +90,20 @@ def test_load_classify_reload_unload(fx: Fixture) -> None:
             assert dp(await _classify(engine, fx, None), fx.expected[None]) <= TOL
             with pytest.raises(AdapterConflict, match="'five' has already been loaded"):
                 await engine.load_adapter(fx.spec("five", "two"))
-            # In place: the name now answers with the other adapter; the old weights go.
+            # In place: the name moves to freshly loaded weights; the old ones go.
             first = engine.adapter_index("five")
-            await engine.load_adapter(fx.spec("five", "two"), inplace=True)
-            assert dp(await _classify(engine, fx, "five"), fx.expected["two"]) <= TOL
+            await engine.load_adapter(fx.spec("five"), inplace=True)
+            assert engine.adapter_index("five") > first
+            assert dp(await _classify(engine, fx, "five"), fx.expected["five"]) <= TOL
             assert not _holds(engine, first)
+            # Not by one with other labels: a request routed before the swap reads the old
+            # labels, and the logits it gets must fit them.
+            kept = engine.adapter_index("five")
+            with pytest.raises(AdapterConflict, match="other labels or activation"):
+                await engine.load_adapter(fx.spec("five", "two"), inplace=True)
+            assert engine.adapter_index("five") == kept
+            assert not _holds(engine, kept + 1)
+            assert dp(await _classify(engine, fx, "five"), fx.expected["five"]) <= TOL
             await engine.load_adapter(fx.spec("two"))
             with pytest.raises(AdapterConflict, match="as many as --max-loras allows"):
                 await engine.load_adapter(fx.spec("other", "five"))
@@ -112,7 +121,7 @@ def test_load_classify_reload_unload(fx: Fixture) -> None:
             assert dp(await _classify(engine, fx, "two"), fx.expected["two"]) <= TOL
             updates = engine.metrics.lora_updates
             assert updates.labels("load", "ok")._value.get() == 4
-            assert updates.labels("load", "refused")._value.get() == 2
+            assert updates.labels("load", "refused")._value.get() == 3
             assert updates.labels("unload", "refused")._value.get() == 1
             assert engine.metrics.lora_loaded._value.get() == 2
 

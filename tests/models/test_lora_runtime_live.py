@@ -103,10 +103,14 @@ async def test_load_classify_unload(live: Live) -> None:
             again.json()["error"]["message"] == "The lora adapter 'five' has already been loaded."
         )
         assert again.json()["error"]["type"] == "InvalidUserInput"
-        # load_inplace: the name now answers with the other adapter.
-        swapped = await _load(client, "five", live.paths["two"], load_inplace=True)
+        # load_inplace: the name moves to freshly loaded weights with the same labels; one
+        # with other labels is refused (requests routed before the swap read the old labels).
+        swapped = await _load(client, "five", live.paths["five"], load_inplace=True)
         assert swapped.status_code == 200, swapped.text
-        assert max_abs_diff(_probs(await _classify(client, "five")), live.expected["two"]) <= TOL
+        assert max_abs_diff(_probs(await _classify(client, "five")), live.expected["five"]) <= TOL
+        other = await _load(client, "five", live.paths["two"], load_inplace=True)
+        assert other.status_code == 400
+        assert "other labels or activation" in other.json()["error"]["message"]
         unloaded = await _unload(client, "five")
         assert unloaded.status_code == 200, unloaded.text
         assert unloaded.text == "Success: LoRA adapter 'five' removed successfully."
