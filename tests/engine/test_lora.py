@@ -14,6 +14,7 @@ import pytest
 from engine import ClassifyOptions, Engine, EngineConfig
 from engine.adapters import parse_lora_module
 from engine.errors import InvalidInput, ModelLoadError
+from engine.model.lora import LoraLinear
 from engine.model.runner import TransformersRunner
 from tests.builders import build_model, sentences
 from tests.lora_builders import base_logits, build_adapter, peft_logits
@@ -129,6 +130,30 @@ def test_engine_serves_adapters_side_by_side(served: Served) -> None:
     answers = asyncio.run(main())
     for name in ORDER:
         assert dp(answers[name], served.expected[name]) <= TOL, name
+
+
+def test_bfloat16_applies_to_the_adapters_too(served: Served) -> None:
+    """--dtype bfloat16 with adapters: not exact (opt-in), but each adapter's own answers,
+    close to PEFT's fp32 ones, in a mixed batch."""
+    import torch
+
+    runner = TransformersRunner(served.config(dtype="bfloat16"))
+    runner.load()
+    model = runner._model  # type: ignore[attr-defined]
+    deltas = [d for m in model.modules() if isinstance(m, LoraLinear) for d in m.deltas.values()]
+    assert deltas and all(a.dtype == b.dtype == torch.bfloat16 for a, b, _ in deltas)
+    adapters = [i % 4 for i in range(len(served.prompts))]
+    rows = runner.finish(runner.launch(served.prompts, None, adapters))
+    own, base = [], []
+    for i, (row, index) in enumerate(zip(rows, adapters, strict=True)):
+        expected = served.expected[ORDER[index]][i]
+        assert len(row) == len(expected)
+        # Tiny random models magnify bf16 rounding; the bound only says "the same answer".
+        assert dp([row], [expected]) <= 0.1, (i, index)
+        if ORDER[index] == "same":  # as many labels as the base: which one does it answer?
+            own.append(dp([row], [expected]))
+            base.append(dp([row], [served.expected[None][i]]))
+    assert max(own) < max(base)
 
 
 # -- refusals ---------------------------------------------------------------------------
