@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,6 +92,7 @@ async def run_load(
     client: str = "raw",
     slices: int = 1,
     between: Callable[[], Awaitable[None]] | None = None,
+    models: Sequence[str] = (),
 ) -> LoadResult:
     """Closed loop with `clients` workers, or open loop at `rate` requests/s when given.
 
@@ -112,7 +113,12 @@ async def run_load(
     if slices < 1 or (slices > 1 and rate is not None):
         raise ValueError("slices: a positive count, and more than one only for a closed loop")
     chunks = [texts[i : i + texts_per_request] for i in range(0, len(texts), texts_per_request)]
-    encoded = [(json.dumps({"input": c}).encode(), len(c)) for c in chunks]
+    # `models`: request i asks for models[i % len(models)] (a uniform mix; bench/lora.py).
+    encoded = [
+        (json.dumps({"input": c, **({"model": models[i % len(models)]} if models else {})})
+         .encode(), len(c))
+        for i, c in enumerate(chunks)
+    ]  # fmt: skip
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     sent_texts = 0
