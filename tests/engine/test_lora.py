@@ -217,9 +217,8 @@ def test_lora_modules_spellings() -> None:
 
 def test_row_at_a_time_forward_routes_each_row(served: Served) -> None:
     """A decoder whose head cannot be applied by position runs each row alone
-    (engine/model/last_token.py OneRowAtATime): each row then runs with its own adapter."""
-    if served.arch != "llama":
-        pytest.skip("the fallback of decoders without a pad token")
+    (engine/model/last_token.py OneRowAtATime): each row then runs with its own adapter, on
+    any base."""
     from engine.model.last_token import OneRowAtATime
 
     runner = TransformersRunner(served.config())
@@ -236,8 +235,6 @@ def test_offline_classifier_with_an_adapter(served: Served) -> None:
     classifies every text, with its own labels."""
     from offline import Classifier
 
-    if served.arch != "bert":
-        pytest.skip("one base is enough for the keywords")
     modules = tuple(f"{name}={path}" for name, path in served.adapters.items())
     common: dict[str, Any] = {"device": "cpu", "num_threads": 1, "enable_lora": True,
                               "lora_modules": modules, "progress": False}  # fmt: skip
