@@ -162,3 +162,18 @@ class Apps:
 
     def stop(self) -> None:
         self.child.stop()
+
+
+@dataclass
+class Live:
+    """One app of a running Apps child, with a client on it (the suites' fixtures)."""
+
+    url: str
+    model_dir: Path
+    client: httpx.Client
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.client.post(path, json=body, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(path, **kwargs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from tests.builders import build_cross_encoder, build_model
-from tests.live import Apps
+from tests.live import Apps, Live
 
 LABELS = ["neg", "neu", "pos"]
 API_KEY = "compat-key"
@@ -37,19 +36,6 @@ OFFLINE_ENV = {
     "CO_API_KEY": API_KEY,
     "OPENAI_API_KEY": API_KEY,
 }
-
-
-@dataclass
-class Live:
-    url: str
-    model_dir: Path
-    client: httpx.Client
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return self.client.post(path, json=body, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.get(path, **kwargs)
 
 
 def _local_only(real: Any, refused: list[str]) -> Any:

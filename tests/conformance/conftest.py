@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.builders import build_cross_encoder, build_model
-from tests.live import Apps, AppSpecs
+from tests.live import Apps, AppSpecs, Live
 
 # Renders `<|role|>content\n` per message; `greeting` is a chat_template_kwargs hook.
 CHAT_TEMPLATE = (
@@ -26,19 +26,6 @@ CHAT_TEMPLATE = (
 )
 LABELS = ["neg", "neu", "pos"]
 API_KEYS = ("k1", "k2")
-
-
-@dataclass
-class Live:
-    url: str
-    model_dir: Path
-    client: httpx.Client
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return self.client.post(path, json=body, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.get(path, **kwargs)
 
 
 @dataclass
