@@ -16,6 +16,7 @@ from server.adapters import target_of
 from server.errors import bad_request
 from server.http import Call
 from server.prompts import (
+    Wording,
     activation_of,
     check_truncation,
     input_names,
@@ -81,9 +82,10 @@ def timing_headers(call: Call, result: ClassifyResult) -> dict[str, str]:
 
 
 async def classified(
-    req: ClassifyRequest, state: AppState, call: Call
+    req: ClassifyRequest, state: AppState, call: Call, wording: Wording = vllm_error
 ) -> tuple[str, list[list[float]], ClassifyResult]:
-    """A decoded classify (or pooling) request → the served name, activated rows, figures."""
+    """A decoded classify (or pooling) request → the served name, activated rows, figures;
+    the engine's 400s worded by `wording` (vLLM's unless a route speaks for another peer)."""
     call.adopt(req.request_id, req.rid)
     target = target_of(state, req.model)
     kind = activation_of(req, target.activation)
@@ -97,7 +99,7 @@ async def classified(
         check_batch_size(state, len(prompts), "input")
         rows, result = await classify_prompts(state, prompts, options, kind)
     except InvalidInput as exc:
-        raise vllm_error(input_names(req), exc) from exc
+        raise wording(input_names(req), exc) from exc
     return target.name, rows, result
 
 
@@ -105,9 +107,11 @@ async def classify(body: bytes, state: AppState, call: Call) -> Response:
     return await respond(decode(classify_decoder, body), state, call)
 
 
-async def respond(req: ClassifyRequest, state: AppState, call: Call) -> Response:
+async def respond(
+    req: ClassifyRequest, state: AppState, call: Call, wording: Wording = vllm_error
+) -> Response:
     """A decoded classify request's answer (server/sglang.py checks its own rules first)."""
-    model, rows, result = await classified(req, state, call)
+    model, rows, result = await classified(req, state, call, wording)
     labels = target_of(state, model).labels
     data = [
         ClassifyData(index, labels[argmax(probs)], probs, len(probs))

@@ -6,6 +6,7 @@ named on the wire by the route's WireNames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from engine import ClassifyOptions, Engine, InvalidInput
@@ -101,6 +102,10 @@ def check_truncation(asked: int | None, max_model_len: int) -> None:
             f"(parameter=truncate_prompt_tokens, value={asked})",
             "truncate_prompt_tokens",
         )
+
+
+# How a route words the engine's refusal of one prompt: vLLM's (below) or a peer's own.
+Wording = Callable[[WireNames, InvalidInput], ApiError]
 
 
 def vllm_error(names: WireNames, exc: InvalidInput) -> ApiError:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from engine.errors import InputTooLong
+from engine.errors import InputTooLong, InvalidInput
 from protocol.codec import classify_decoder, decode
 from server.classify import respond
-from server.errors import ApiError, bad_request
+from server.errors import ApiError, WireNames, bad_request
 from server.http import Call
 from server.state import AppState
 
@@ -45,20 +45,16 @@ async def classify(body: bytes, state: AppState, call: Call) -> Response:
     req = decode(classify_decoder, body)
     call.adopt(req.request_id, req.rid)
     refuse_blank(req.input)
-    try:
-        return await respond(req, state, call)
-    except ApiError as exc:
-        # The shared path words an over-long prompt as vLLM does; SGLang has its own text.
-        cause = exc.__cause__
-        if isinstance(cause, InputTooLong):
-            raise too_long(cause) from cause
-        raise
+    return await respond(req, state, call, sglang_error)
 
 
-def too_long(exc: InputTooLong) -> ApiError:
-    """SGLang's refusal of a prompt past the context length, word for word."""
-    return bad_request(
-        f"The input ({exc.length} tokens) is longer than the model's context length "
-        f"({exc.limit} tokens).",
-        "input_tokens",
-    )
+def sglang_error(names: WireNames, exc: InvalidInput) -> ApiError:
+    """The engine's 400s in SGLang's words: its tokenizer manager's text for a prompt past the
+    context length, word for word; the rest as `names` says."""
+    if isinstance(exc, InputTooLong):
+        return bad_request(
+            f"The input ({exc.length} tokens) is longer than the model's context length "
+            f"({exc.limit} tokens).",
+            "input_tokens",
+        )
+    return names.error(exc)
